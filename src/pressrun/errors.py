@@ -1,0 +1,136 @@
+"""One exception tree for pressrun.
+
+Every error a user can see is a :class:`PressrunError` with a stable ``code`` (snake_case, documented),
+an HTTP status (used by the API), and a ``retryable`` flag (used by the renderer and, later, the job
+dispatcher). :func:`error_body` turns any of them into the one dict shape that is written to
+``errors.jsonl``, stored on a failed item, and sent in problem+json bodies and webhooks.
+
+::
+
+    PressrunError                      internal_error      500
+    ├── UsageError                     usage_error         400   bad option / argument value
+    ├── ConfigError                    config_error        500   operator setting is wrong (names the setting)
+    ├── TemplateError                  template_error      422   template unusable as a whole
+    │   └── TemplateSyntaxError        template_syntax_error     (file + line)
+    ├── DataError                      data_error          422   data file unusable as a whole (file + line)
+    ├── RowError                       row_error           422   one row fails; the run goes on
+    │   ├── MissingVariableError       missing_variable          (names the variable)
+    │   ├── InvalidValueError          invalid_value             (names the column and the value)
+    │   ├── ExpressionError            expression_error          (a filter / operator failed on a value)
+    │   ├── SandboxViolationError      sandbox_violation         (unsafe attribute, import, file access)
+    │   ├── TemplateTimeoutError       template_timeout          (expression engine ran past its time budget)
+    │   ├── OutputTooLargeError        output_too_large          (rendered HTML past its size budget)
+    │   ├── BlockedUrlError            blocked_url               (render tried to load a URL the policy refuses)
+    │   ├── AssetLoadError             asset_load_failed         (an allowed image/font failed to load)
+    │   ├── RenderTimeoutError         render_timeout            (Chromium did not finish in time)
+    │   └── RenderCrashError           render_crashed   retryable (browser or page crashed mid-render)
+    └── BrowserUnavailableError        browser_unavailable 503   Chromium cannot be found or started
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PressrunError(Exception):
+    """Base class. ``message`` is for people; ``code`` is for programs."""
+
+    code = "internal_error"
+    http_status = 500
+    retryable = False
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        # Details are machine-readable context: field, value, valid, file, line, row, variable, url...
+        self.details = {k: v for k, v in details.items() if v is not None}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(PressrunError):
+    code = "usage_error"
+    http_status = 400
+
+
+class ConfigError(PressrunError):
+    code = "config_error"
+
+
+class TemplateError(PressrunError):
+    code = "template_error"
+    http_status = 422
+
+
+class TemplateSyntaxError(TemplateError):
+    code = "template_syntax_error"
+
+
+class DataError(PressrunError):
+    code = "data_error"
+    http_status = 422
+
+
+class RowError(PressrunError):
+    code = "row_error"
+    http_status = 422
+
+
+class MissingVariableError(RowError):
+    code = "missing_variable"
+
+
+class InvalidValueError(RowError):
+    code = "invalid_value"
+
+
+class ExpressionError(RowError):
+    code = "expression_error"
+
+
+class SandboxViolationError(RowError):
+    code = "sandbox_violation"
+
+
+class TemplateTimeoutError(RowError):
+    code = "template_timeout"
+
+
+class OutputTooLargeError(RowError):
+    code = "output_too_large"
+
+
+class BlockedUrlError(RowError):
+    code = "blocked_url"
+
+
+class AssetLoadError(RowError):
+    code = "asset_load_failed"
+
+
+class RenderTimeoutError(RowError):
+    code = "render_timeout"
+    http_status = 504
+
+
+class RenderCrashError(RowError):
+    code = "render_crashed"
+    http_status = 502
+    retryable = True
+
+
+class BrowserUnavailableError(PressrunError):
+    code = "browser_unavailable"
+    http_status = 503
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """The one serialised form of an error: ``{"code", "message", **details}``.
+
+    Unknown exceptions are reported as ``internal_error`` with their type name, never their repr,
+    so nothing from inside the process leaks to a client.
+    """
+    if isinstance(exc, PressrunError):
+        return {"code": exc.code, "message": exc.message, **exc.details}
+    return {"code": PressrunError.code, "message": f"internal error ({type(exc).__name__})"}

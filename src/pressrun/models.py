@@ -1,0 +1,125 @@
+"""Pure data shared by the CLI, the renderer and (later) the API and workers. No I/O here."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from pressrun.errors import UsageError
+
+
+class OutputFormat(str, enum.Enum):
+    PNG = "png"
+    JPEG = "jpeg"
+    WEBP = "webp"
+    PDF = "pdf"
+
+    @property
+    def extension(self) -> str:
+        return "jpg" if self is OutputFormat.JPEG else self.value
+
+    @property
+    def media_type(self) -> str:
+        return "application/pdf" if self is OutputFormat.PDF else f"image/{self.value}"
+
+    @property
+    def is_image(self) -> bool:
+        return self is not OutputFormat.PDF
+
+    @classmethod
+    def parse(cls, value: str, *, field_name: str = "format") -> OutputFormat:
+        normalized = str(value).strip().lower()
+        if normalized == "jpg":
+            normalized = "jpeg"
+        try:
+            return cls(normalized)
+        except ValueError:
+            valid = ", ".join(f.value for f in cls)
+            raise UsageError(
+                f"{field_name}: {value!r} is not a supported format; valid formats are {valid}",
+                field=field_name,
+                value=value,
+                valid=[f.value for f in cls],
+            ) from None
+
+
+# CSS page sizes Chromium understands, in inches (width, height) portrait.
+PAGE_SIZES_IN: dict[str, tuple[float, float]] = {
+    "letter": (8.5, 11.0),
+    "legal": (8.5, 14.0),
+    "tabloid": (11.0, 17.0),
+    "a3": (11.69, 16.54),
+    "a4": (8.27, 11.69),
+    "a5": (5.83, 8.27),
+    "a6": (4.13, 5.83),
+}
+
+
+@dataclass(frozen=True)
+class PdfOptions:
+    """How a PDF page is laid out. ``page_size`` is a name from PAGE_SIZES_IN, or None to use the
+    template's pixel width/height (at 96 px per inch) as the page."""
+
+    page_size: str | None = None
+    landscape: bool = False
+    margin_mm: float = 0.0
+    print_background: bool = True
+
+    def page_inches(self, width_px: int, height_px: int) -> tuple[float, float]:
+        if self.page_size is None:
+            return width_px / 96.0, height_px / 96.0
+        w, h = PAGE_SIZES_IN[self.page_size]
+        return (h, w) if self.landscape else (w, h)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Everything that decides how one row becomes one file. Units are in the field names."""
+
+    format: OutputFormat = OutputFormat.PNG
+    width_px: int = 1200
+    height_px: int = 630
+    scale: float = 1.0
+    quality: int = 90  # JPEG / WebP only
+    pdf: PdfOptions = field(default_factory=PdfOptions)
+    transparent: bool = False  # PNG/WebP: omit the white page background
+
+    def __post_init__(self) -> None:
+        validate_range("width", self.width_px, 1, 10_000)
+        validate_range("height", self.height_px, 1, 10_000)
+        validate_range("scale", self.scale, 1, 4)
+        validate_range("quality", self.quality, 1, 100)
+        if self.pdf.page_size is not None and self.pdf.page_size not in PAGE_SIZES_IN:
+            raise UsageError(
+                f"page size: {self.pdf.page_size!r} is not known; valid sizes are {', '.join(PAGE_SIZES_IN)}",
+                field="pdf.page_size",
+                value=self.pdf.page_size,
+                valid=list(PAGE_SIZES_IN),
+            )
+
+    @property
+    def output_size_px(self) -> tuple[int, int]:
+        return round(self.width_px * self.scale), round(self.height_px * self.scale)
+
+
+def validate_range(name: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise UsageError(
+            f"{name}: {value!r} is out of range; valid values are {low:g} to {high:g}",
+            field=name,
+            value=value,
+            valid=f"{low:g}-{high:g}",
+        )
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What the renderer produced for one row."""
+
+    data: bytes
+    format: OutputFormat
+    width_px: int
+    height_px: int
+    pages: int = 1
+    render_ms: float = 0.0

@@ -1,0 +1,6 @@
+"""Rendering: documents in, images and PDFs out, through a supervised pool of warm Chromium pages."""
+
+from pressrun.rendering.pool import ChromiumRenderer
+from pressrun.rendering.policy import TEMPLATE_ORIGIN, NetworkPolicy
+
+__all__ = ["TEMPLATE_ORIGIN", "ChromiumRenderer", "NetworkPolicy"]

@@ -1,0 +1,72 @@
+"""Finding and launching Chromium: the one seam where Playwright's launch errors become ours."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from playwright.async_api import Browser, Playwright
+from playwright.async_api import Error as PlaywrightError
+
+from pressrun.errors import BrowserUnavailableError
+
+SYSTEM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome-stable", "google-chrome")
+
+# Flags for a headless renderer on a closed network: no background traffic, no first-run work,
+# and shared memory in /tmp (containers often have a tiny /dev/shm).
+LAUNCH_ARGS = [
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-dev-shm-usage",
+    "--mute-audio",
+    "--hide-scrollbars",
+    "--font-render-hinting=none",
+]
+
+
+def find_chromium(configured: str | None) -> str | None:
+    """The executable to launch, or None to let Playwright use its own downloaded browser.
+
+    ``configured`` (render.chromium_path / PRESSRUN_CHROMIUM_PATH) wins and must exist.
+    """
+    if configured:
+        path = Path(configured)
+        if not path.is_file() or not os.access(path, os.X_OK):
+            raise BrowserUnavailableError(
+                f"render.chromium_path / PRESSRUN_CHROMIUM_PATH points to {configured!r}, "
+                "which is not an executable file; fix the path or unset it to use the system Chromium",
+                setting="PRESSRUN_CHROMIUM_PATH",
+                value=configured,
+            )
+        return str(path)
+    for name in SYSTEM_CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+async def launch_chromium(playwright: Playwright, configured_path: str | None) -> Browser:
+    executable = find_chromium(configured_path)
+    args = list(LAUNCH_ARGS)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # Chromium refuses to start as root with its sandbox on; renders are still confined by the
+        # network policy and (by default) have JavaScript disabled.
+        args.append("--no-sandbox")
+    try:
+        return await playwright.chromium.launch(executable_path=executable, args=args, headless=True)
+    except PlaywrightError as exc:
+        where = executable or "Playwright's bundled Chromium"
+        raise BrowserUnavailableError(
+            f"could not start Chromium ({where}): {exc.message.splitlines()[0]}; "
+            "run `make setup` to install it, or set PRESSRUN_CHROMIUM_PATH to a Chromium executable",
+            setting="PRESSRUN_CHROMIUM_PATH",
+        ) from exc

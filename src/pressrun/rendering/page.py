@@ -1,0 +1,195 @@
+"""One warm Chromium page and the recipe that turns a document into pixels or a PDF.
+
+The recipe, per row: load the document → wait for stylesheets, fonts and images → capture.
+
+Loading reuses the page: when a row's ``<head>`` is the same as the previous row's (the usual case:
+one template, many rows), only ``<body>`` is swapped, so stylesheets and web fonts are parsed and
+loaded once per page, not once per row. Otherwise the document is rewritten in place. Either way the
+page's URL stays on the template origin, so relative URLs resolve to the template's own files.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Route
+
+from pressrun.errors import AssetLoadError, BlockedUrlError
+from pressrun.models import OutputFormat, RenderOptions
+from pressrun.rendering.assets import AssetCache
+from pressrun.rendering.policy import TEMPLATE_ORIGIN, NetworkPolicy, PassThrough, Refuse, ServeAsset
+
+SHELL_HTML = "<!doctype html><html><head></head><body></body></html>"
+
+LOAD_AND_SETTLE = """
+async ([html, allowSwap]) => {
+  const parsed = new DOMParser().parseFromString(html, 'text/html');
+  const headKey = parsed.head.innerHTML;
+  if (allowSwap && document.__pressrunHead === headKey && document.body) {
+    const root = document.documentElement;
+    for (const attr of [...root.attributes]) root.removeAttribute(attr.name);
+    for (const attr of parsed.documentElement.attributes) root.setAttribute(attr.name, attr.value);
+    document.body.replaceWith(document.adoptNode(parsed.body));
+  } else {
+    document.open();
+    document.write(html);
+    document.close();
+    document.__pressrunHead = headKey;
+  }
+  if (document.readyState !== 'complete') {
+    await new Promise((resolve) => window.addEventListener('load', resolve, { once: true }));
+  }
+  // Force style and layout so every font the page uses has started loading before we wait on them.
+  void document.documentElement.getBoundingClientRect();
+  await document.fonts.ready;
+  const broken = [];
+  await Promise.all([...document.images].map(async (img) => {
+    const src = img.getAttribute('src');
+    if (!src) return;
+    img.loading = 'eager';
+    try { await img.decode(); } catch (e) { broken.push(src.startsWith('data:') ? src.slice(0, 40) + '…' : src); }
+  }));
+  return broken;
+}
+"""
+
+
+@dataclass(frozen=True)
+class Geometry:
+    width_px: int
+    height_px: int
+    scale: float
+    transparent: bool
+
+
+@dataclass
+class PageSlot:
+    """A page the supervisor lends to one render at a time. Everything here is per-slot state."""
+
+    index: int
+    policy: NetworkPolicy
+    assets: AssetCache
+    javascript: bool
+    context: BrowserContext | None = None
+    page: Page | None = None
+    cdp: CDPSession | None = None
+    generation: int = -1
+    geometry: Geometry | None = None
+    asset_root: Path | None = None
+    blocked: list[tuple[str, str]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    crashed: bool = False
+
+    async def ensure(self, browser: Browser, generation: int, geometry: Geometry) -> None:
+        """Have a live page of this geometry on the current browser, opening one if needed."""
+        if self.page is not None and self.generation == generation and self.geometry == geometry and not self.crashed:
+            return
+        await self.close()
+        self.context = await browser.new_context(
+            viewport={"width": geometry.width_px, "height": geometry.height_px},
+            device_scale_factor=geometry.scale,
+            java_script_enabled=self.javascript,
+            service_workers="block",
+            accept_downloads=False,
+        )
+        await self.context.route("**/*", self._on_request)
+        self.page = await self.context.new_page()
+        self.page.on("crash", self._on_crash)
+        await self.page.goto(f"{TEMPLATE_ORIGIN}/", wait_until="load")
+        self.cdp = await self.context.new_cdp_session(self.page)
+        if geometry.transparent:
+            await self.cdp.send(
+                "Emulation.setDefaultBackgroundColorOverride", {"color": {"r": 0, "g": 0, "b": 0, "a": 0}}
+            )
+        self.generation = generation
+        self.geometry = geometry
+        self.crashed = False
+
+    async def close(self) -> None:
+        context, self.context, self.page, self.cdp = self.context, None, None, None
+        if context is not None:
+            try:
+                await context.close()
+            except Exception:  # noqa: BLE001 - the browser may already be gone; nothing to clean up then
+                pass
+
+    def _on_crash(self, _page: Page) -> None:
+        self.crashed = True
+
+    async def _on_request(self, route: Route) -> None:
+        url = route.request.url
+        decision = self.policy.decide(url, self.asset_root)
+        if isinstance(decision, ServeAsset):
+            if decision.relative == "":
+                await route.fulfill(body=SHELL_HTML, content_type="text/html; charset=utf-8")
+            elif decision.path is None:
+                self.missing.append(decision.relative)
+                await route.fulfill(status=404, body="not found")
+            else:
+                body, content_type = self.assets.read(decision.path)
+                await route.fulfill(body=body, content_type=content_type)
+        elif isinstance(decision, PassThrough):
+            await route.continue_()
+        else:
+            assert isinstance(decision, Refuse)
+            self.blocked.append((url, decision.reason))
+            await route.abort("blockedbyclient")
+
+    async def load(self, html: str, asset_root: Path | None, allow_swap: bool = True) -> None:
+        """Put ``html`` on the page and wait until it is ready to capture; raise on blocked/broken loads."""
+        assert self.page is not None
+        if asset_root != self.asset_root:
+            allow_swap = False
+        self.asset_root = asset_root
+        self.blocked.clear()
+        self.missing.clear()
+        broken: list[str] = await self.page.evaluate(LOAD_AND_SETTLE, [html, allow_swap])
+        if self.blocked:
+            url, reason = self.blocked[0]
+            raise BlockedUrlError(
+                f"blocked request to {shorten(url)}: {reason} (setting PRESSRUN_RENDER__ALLOWED_HOSTS)",
+                url=shorten(url),
+            )
+        if self.missing:
+            raise AssetLoadError(
+                f"asset {self.missing[0]!r} was not found in the template folder", asset=self.missing[0]
+            )
+        if broken:
+            src = broken[0]
+            if src.lower().startswith("file:"):
+                raise BlockedUrlError(f"blocked request to {shorten(src)}: file: URLs are not allowed", url=src)
+            raise AssetLoadError(f"image {shorten(src)!r} failed to load", url=shorten(src))
+
+    async def screenshot(self, options: RenderOptions) -> bytes:
+        assert self.cdp is not None
+        params: dict[str, object] = {
+            "format": options.format.value,
+            "clip": {"x": 0, "y": 0, "width": options.width_px, "height": options.height_px, "scale": 1},
+            "captureBeyondViewport": False,
+            "fromSurface": True,
+        }
+        if options.format is OutputFormat.PNG:
+            # Chromium's own PNG encoder is its slowest step; take the fast, large encoding and
+            # let encode.py recompress it off the browser's critical path.
+            params["optimizeForSpeed"] = True
+        else:
+            params["quality"] = options.quality
+        reply = await self.cdp.send("Page.captureScreenshot", params)
+        return base64.b64decode(reply["data"])
+
+    async def pdf(self, options: RenderOptions) -> bytes:
+        assert self.page is not None
+        width_in, height_in = options.pdf.page_inches(options.width_px, options.height_px)
+        margin = f"{options.pdf.margin_mm}mm"
+        return await self.page.pdf(
+            width=f"{width_in}in",
+            height=f"{height_in}in",
+            print_background=options.pdf.print_background,
+            margin={"top": margin, "right": margin, "bottom": margin, "left": margin},
+        )
+
+
+def shorten(url: str, limit: int = 200) -> str:
+    return url if len(url) <= limit else url[: limit - 1] + "…"

@@ -1,0 +1,204 @@
+"""The supervisor that owns Chromium: a pool of warm pages, recycling, crash recovery, timeouts.
+
+Callers only ever see :meth:`ChromiumRenderer.render`: document in, :class:`RenderResult` out.
+
+- ``render.concurrency`` pages render at once; more callers wait their turn.
+- After ``render.recycle_after`` renders the browser is restarted: new renders wait while the ones in
+  flight finish, then a fresh browser takes over. Memory stays flat over long runs.
+- If the browser dies (or a page crashes) mid-render, the browser/page is replaced and the row that
+  was in flight is retried once; a second failure fails only that row (``render_crashed``).
+- A row that takes longer than ``render.timeout_s`` fails with ``render_timeout``; its page is thrown
+  away so nothing it left running can affect the next row.
+
+Translating Playwright's exceptions into ours happens here and in ``chromium.py`` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from playwright.async_api import Browser, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
+
+from pressrun.errors import RenderCrashError, RenderTimeoutError
+from pressrun.models import OutputFormat, RenderOptions, RenderResult
+from pressrun.rendering.assets import AssetCache
+from pressrun.rendering.chromium import launch_chromium
+from pressrun.rendering.encode import recompress_png
+from pressrun.rendering.page import Geometry, PageSlot
+from pressrun.rendering.policy import NetworkPolicy
+from pressrun.settings import RenderSettings
+
+log = logging.getLogger(__name__)
+
+
+class ChromiumRenderer:
+    """Async context manager; one per process (or per worker)."""
+
+    def __init__(self, settings: RenderSettings, *, concurrency: int | None = None) -> None:
+        self.settings = settings
+        self.concurrency = concurrency or settings.concurrency
+        self.policy = NetworkPolicy(tuple(settings.allowed_hosts))
+        self.restarts = 0  # browser restarts (recycles and crashes), for logs and tests
+        self._assets = AssetCache()
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._generation = 0
+        self._free: asyncio.Queue[PageSlot] = asyncio.Queue()
+        self._open_gate = asyncio.Event()
+        self._state = asyncio.Condition()
+        self._in_flight = 0
+        self._renders_since_launch = 0
+        self._restart_lock = asyncio.Lock()
+        self._recycle_task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ChromiumRenderer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        self._playwright = await async_playwright().start()
+        try:
+            self._browser = await launch_chromium(self._playwright, self.settings.chromium_path)
+        except BaseException:
+            await self._playwright.stop()
+            raise
+        for index in range(self.concurrency):
+            self._free.put_nowait(
+                PageSlot(index, self.policy, self._assets, javascript=self.settings.javascript)
+            )
+        self._open_gate.set()
+
+    async def close(self) -> None:
+        if self._recycle_task is not None:
+            self._recycle_task.cancel()
+        if self._browser is not None:
+            try:
+                await self._browser.close()
+            except PlaywrightError:
+                pass
+        if self._playwright is not None:
+            await self._playwright.stop()
+        self._browser = self._playwright = None
+
+    @property
+    def browser_pid(self) -> int | None:
+        """The browser's process id (used by crash tests and diagnostics)."""
+        browser = self._browser
+        process = getattr(getattr(browser, "_impl_obj", None), "_browser_process", None)
+        return getattr(process, "pid", None)
+
+    async def render(self, html: str, options: RenderOptions, *, asset_root: Path | None = None) -> RenderResult:
+        """Render one document. Raises RowError subclasses for row-level failures."""
+        started = time.perf_counter()
+        for attempt in (1, 2):
+            slot = await self._acquire()
+            generation = self._generation
+            try:
+                data = await self._render_on(slot, html, options, asset_root)
+                break
+            except RenderCrashError:
+                await self._recover(slot, generation)
+                if attempt == 2:
+                    raise
+                log.warning("render crashed; retrying the row once on a fresh page")
+            finally:
+                await self._release(slot)
+        if options.format is OutputFormat.PNG:
+            data = await asyncio.to_thread(recompress_png, data, self.settings.png_compress_level)
+        width, height = options.output_size_px
+        return RenderResult(
+            data=data,
+            format=options.format,
+            width_px=width,
+            height_px=height,
+            render_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    async def _render_on(
+        self, slot: PageSlot, html: str, options: RenderOptions, asset_root: Path | None
+    ) -> bytes:
+        assert self._browser is not None
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                await slot.ensure(self._browser, self._generation, geometry_for(options))
+                await slot.load(html, asset_root)
+                if options.format is OutputFormat.PDF:
+                    return await slot.pdf(options)
+                return await slot.screenshot(options)
+        except TimeoutError:
+            await slot.close()
+            raise RenderTimeoutError(
+                f"render did not finish within {self.settings.timeout_s:g} s "
+                "(setting PRESSRUN_RENDER__TIMEOUT_S)",
+                timeout_s=self.settings.timeout_s,
+            ) from None
+        except PlaywrightError as exc:
+            first_line = (exc.message or str(exc)).splitlines()[0]
+            raise RenderCrashError(f"Chromium failed while rendering: {first_line}") from exc
+
+    async def _acquire(self) -> PageSlot:
+        while True:
+            await self._open_gate.wait()
+            slot = await self._free.get()
+            if self._open_gate.is_set():
+                self._in_flight += 1
+                return slot
+            self._free.put_nowait(slot)  # a recycle began while we waited for a page
+
+    async def _release(self, slot: PageSlot) -> None:
+        self._free.put_nowait(slot)
+        async with self._state:
+            self._in_flight -= 1
+            self._renders_since_launch += 1
+            self._state.notify_all()
+            due = self._renders_since_launch >= self.settings.recycle_after
+            if due and self._open_gate.is_set():
+                self._open_gate.clear()
+                self._recycle_task = asyncio.create_task(self._recycle())
+
+    async def _recycle(self) -> None:
+        async with self._state:
+            await self._state.wait_for(lambda: self._in_flight == 0)
+        try:
+            await self._restart_browser("recycle")
+        finally:
+            self._open_gate.set()
+
+    async def _recover(self, slot: PageSlot, generation: int) -> None:
+        """After a crash: replace just the page if the browser lives, else restart the browser once."""
+        await slot.close()
+        browser = self._browser
+        if browser is not None and browser.is_connected():
+            return
+        async with self._restart_lock:
+            if self._generation == generation:  # nobody restarted it yet
+                await self._restart_browser("crash")
+
+    async def _restart_browser(self, reason: str) -> None:
+        assert self._playwright is not None
+        old = self._browser
+        log.info("restarting Chromium (%s) after %d renders", reason, self._renders_since_launch)
+        if old is not None:
+            try:
+                await old.close()
+            except PlaywrightError:
+                pass
+        self._browser = await launch_chromium(self._playwright, self.settings.chromium_path)
+        self._generation += 1
+        self._renders_since_launch = 0
+        self.restarts += 1
+
+
+def geometry_for(options: RenderOptions) -> Geometry:
+    """The viewport a render needs: the image size, or for PDFs the page size at 96 px per inch."""
+    if options.format is OutputFormat.PDF:
+        width_in, height_in = options.pdf.page_inches(options.width_px, options.height_px)
+        return Geometry(round(width_in * 96), round(height_in * 96), 1.0, False)
+    return Geometry(options.width_px, options.height_px, options.scale, options.transparent)

@@ -166,7 +166,7 @@ class PageSlot:
         assert self.cdp is not None
         params: dict[str, object] = {
             "format": options.format.value,
-            "clip": {"x": 0, "y": 0, "width": options.width_px, "height": options.height_px, "scale": 1},
+            "clip": {"x": 0, "y": 0, "width": options.width_px, "height": options.height_px, "scale": options.scale},
             "captureBeyondViewport": False,
             "fromSurface": True,
         }

@@ -1,0 +1,26 @@
+# The two commands a user needs: `make run` and `make test`. Both install what they need first.
+.PHONY: setup run test lint bench clean
+
+VENV := .venv
+BIN := $(VENV)/bin
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	$(BIN)/pressrun render examples/social-card examples/social-card/data.csv -o out/social-card
+	$(BIN)/pressrun render examples/certificate examples/certificate/data.csv -o out/certificate --merge-pdf out/certificates.pdf
+	$(BIN)/pressrun render examples/invoice examples/invoice/data.json -o out/invoice --filename '{{ number }}-{{ customer.name }}'
+
+test: setup
+	@status=0; $(BIN)/pytest -q || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+
+bench: setup
+	$(BIN)/python bench/throughput.py
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs everything pressrun needs, idempotently: a Python virtualenv with the package and its
+# dependencies, Chromium, and fonts covering Latin, CJK, Arabic/Hebrew and colour emoji.
+# Safe to run again: each step checks first and does nothing when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.setup-stamp
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+# --- Python -----------------------------------------------------------------------------------
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  log "pressrun needs Python 3.11 or newer; set PYTHON=/path/to/python3.11"; exit 1
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+  log "installing Python dependencies"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+  touch "$STAMP"
+fi
+
+# --- System packages: Chromium and fonts --------------------------------------------------------
+have_chromium() {
+  if [ -n "${PRESSRUN_CHROMIUM_PATH:-}" ]; then [ -x "$PRESSRUN_CHROMIUM_PATH" ]; return; fi
+  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+    || command -v google-chrome >/dev/null 2>&1
+}
+have_font() { fc-list 2>/dev/null | grep -qi "$1"; }
+
+apt_packages=()
+have_chromium || apt_packages+=(chromium)
+command -v fc-list >/dev/null 2>&1 || apt_packages+=(fontconfig)
+have_font "Noto Sans CJK" || apt_packages+=(fonts-noto-cjk)
+have_font "Noto Color Emoji" || apt_packages+=(fonts-noto-color-emoji)
+{ have_font "Noto Sans Arabic" && have_font "Noto Sans Hebrew"; } || apt_packages+=(fonts-noto-core)
+
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing system packages: ${apt_packages[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${apt_packages[@]}" >/dev/null
+    command -v fc-cache >/dev/null 2>&1 && fc-cache -f >/dev/null 2>&1 || true
+  elif ! have_chromium; then
+    log "no system Chromium and not root with apt-get: installing Playwright's own Chromium"
+    "$VENV/bin/python" -m playwright install chromium
+    log "fonts: install Noto (CJK, Arabic, Hebrew) and Noto Color Emoji with your package manager"
+  else
+    log "missing system packages (${apt_packages[*]}); install them with your package manager"
+  fi
+fi
+log "ready"

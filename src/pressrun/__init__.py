@@ -1,0 +1,20 @@
+"""pressrun: one template × N rows = N images or PDFs, from the command line or (soon) an HTTP API.
+
+The public Python API is exactly what ``__all__`` lists.
+"""
+
+from pressrun.errors import PressrunError, RowError, error_body
+from pressrun.models import OutputFormat, PdfOptions, RenderOptions, RenderResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "OutputFormat",
+    "PdfOptions",
+    "PressrunError",
+    "RenderOptions",
+    "RenderResult",
+    "RowError",
+    "__version__",
+    "error_body",
+]

@@ -1,0 +1,222 @@
+"""The ``pressrun`` command line: render, preview, variables, settings.
+
+Exit codes: 0 every row rendered; 1 some rows failed (listed in OUTDIR/errors.jsonl); 2 usage errors,
+unusable templates or data files, or no usable Chromium; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pressrun import __version__
+from pressrun.cli.progress import RunProgress
+from pressrun.data import open_rows
+from pressrun.errors import PressrunError, RowError
+from pressrun.models import OutputFormat, RenderOptions
+from pressrun.runner import RunSpec, make_engine, prepare, run_batch
+from pressrun.settings import Settings, iter_settings_table
+from pressrun.templating.bundle import TemplateBundle, build_document, load_template
+
+FORMAT_CHOICES = ["png", "jpeg", "jpg", "webp", "pdf"]
+EXIT_ROWS_FAILED = 1
+EXIT_UNUSABLE = 2
+
+
+class Fatal(click.ClickException):
+    """A run that cannot start: printed as 'error: …', exit code 2."""
+
+    exit_code = EXIT_UNUSABLE
+
+    def format_message(self) -> str:
+        return self.message
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def fatal_from(exc: PressrunError) -> Fatal:
+    return Fatal(exc.message)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pressrun")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """pressrun: one template × N rows = N images or PDFs."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def render_options(
+    bundle: TemplateBundle,
+    fmt: str | None,
+    quality: int | None,
+    scale: float | None,
+    width: int | None,
+    height: int | None,
+) -> RenderOptions:
+    manifest = bundle.manifest
+    return RenderOptions(
+        format=OutputFormat.parse(fmt) if fmt else manifest.format,
+        width_px=width or manifest.width_px,
+        height_px=height or manifest.height_px,
+        scale=scale or manifest.scale,
+        quality=quality or manifest.quality,
+        pdf=manifest.pdf,
+    )
+
+
+def load_settings(
+    locale: str | None, strict: bool | None, concurrency: int | None, bundle: TemplateBundle
+) -> Settings:
+    return Settings.load(
+        **{
+            "templating.locale": locale or bundle.manifest.locale,
+            "templating.strict": strict,
+            "render.concurrency": concurrency,
+        }
+    )
+
+
+@main.command()
+@click.argument("template", type=click.Path(exists=True, path_type=Path))
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the output files (created if missing).")
+@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES, case_sensitive=False),
+              help="Output format (default: the template's, else png).")
+@click.option("--quality", type=click.IntRange(1, 100), help="JPEG/WebP quality, 1-100.")
+@click.option("--scale", type=click.FloatRange(1, 4), help="Device pixel ratio, 1-4.")
+@click.option("--width", type=click.IntRange(1, 10_000), help="Width in CSS pixels.")
+@click.option("--height", type=click.IntRange(1, 10_000), help="Height in CSS pixels.")
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Pages rendering at once (default: CPUs + 1).")
+@click.option("--filename", "filename_pattern", help="File name template over the row, e.g. '{{ id }}-{{ name }}'.")
+@click.option("--zip", "zip_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write every output into this ZIP.")
+@click.option("--merge-pdf", "merge_pdf_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also merge every PDF, in row order, into this file (needs --format pdf).")
+@click.option("--locale", help="Locale for number/currency/date filters, e.g. de_DE.")
+@click.option("--strict/--no-strict", default=None,
+              help="Fail rows that lack a variable the template uses (default) or render it empty.")
+def render(
+    template: Path, data: Path, out_dir: Path, fmt: str | None, quality: int | None, scale: float | None,
+    width: int | None, height: int | None, concurrency: int | None, filename_pattern: str | None,
+    zip_path: Path | None, merge_pdf_path: Path | None, locale: str | None, strict: bool | None,
+) -> None:
+    """Render TEMPLATE once per row of DATA (CSV, JSON, JSONL or XLSX) into OUT."""
+    try:
+        bundle = load_template(template)
+        options = render_options(bundle, fmt, quality, scale, width, height)
+        if merge_pdf_path is not None and options.format is not OutputFormat.PDF:
+            raise Fatal(f"--merge-pdf needs PDF output, but the format is {options.format.value}; add --format pdf")
+        settings = load_settings(locale, strict, concurrency, bundle)
+        rows = open_rows(data, column_types=bundle.manifest.column_types)
+        spec = RunSpec(bundle, rows, out_dir, options, filename_pattern, zip_path, merge_pdf_path)
+        prepared = prepare(spec, settings)
+        with RunProgress(prepared.total) as progress:
+            report = asyncio.run(run_batch(spec, settings, prepared, progress.update))
+    except PressrunError as exc:
+        raise fatal_from(exc) from exc
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    summary = (
+        f"{report.completed} rendered, {report.failed} failed of {report.total} rows "
+        f"in {report.elapsed_s:.1f} s ({report.rate_per_s:.1f} rows/s) → {out_dir}"
+    )
+    if report.errors_path is not None:
+        summary += f"; failed rows are listed in {report.errors_path}"
+    click.echo(summary)
+    if report.failed:
+        sys.exit(EXIT_ROWS_FAILED)
+
+
+@main.command()
+@click.argument("template", type=click.Path(exists=True, path_type=Path))
+@click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A JSON file with one row (an object; for an array, its first element).")
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file; its extension picks the format unless --format is given.")
+@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES, case_sensitive=False))
+@click.option("--scale", type=click.FloatRange(1, 4))
+@click.option("--width", type=click.IntRange(1, 10_000))
+@click.option("--height", type=click.IntRange(1, 10_000))
+@click.option("--locale")
+def preview(
+    template: Path, data_path: Path | None, out_path: Path, fmt: str | None, scale: float | None,
+    width: int | None, height: int | None, locale: str | None,
+) -> None:
+    """Render TEMPLATE once, with --data or the template's sample row, for template authors."""
+    try:
+        bundle = load_template(template)
+        fmt = fmt or (out_path.suffix.lstrip(".") if out_path.suffix.lstrip(".").lower() in FORMAT_CHOICES else None)
+        options = render_options(bundle, fmt, None, scale, width, height)
+        row, strict = preview_row(bundle, data_path)
+        settings = load_settings(locale, strict, 1, bundle)
+        compiled = make_engine(settings).compile(bundle.source, name=bundle.source_name)
+        document = build_document(compiled.render(row), stylesheet=bundle.has_stylesheet)
+        result = asyncio.run(render_one(settings, document, options, bundle))
+    except RowError as exc:
+        click.echo(f"error: {exc.message} [{exc.code}]", err=True)
+        sys.exit(EXIT_ROWS_FAILED)
+    except PressrunError as exc:
+        raise fatal_from(exc) from exc
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_bytes(result.data)
+    click.echo(f"{out_path} ({result.width_px}×{result.height_px} {result.format.value}, "
+               f"{len(result.data):,} bytes, {result.render_ms:.0f} ms)")
+
+
+def preview_row(bundle: TemplateBundle, data_path: Path | None) -> tuple[dict[str, Any], bool | None]:
+    """The row to preview with, and whether to force lenient mode (no data at all: show the layout)."""
+    if data_path is None:
+        if bundle.manifest.sample:
+            return bundle.manifest.sample[0], None
+        return {}, False
+    try:
+        value = json.loads(data_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Fatal(f"--data {data_path}: not valid JSON ({exc})") from exc
+    if isinstance(value, list) and value:
+        value = value[0]
+    if not isinstance(value, dict):
+        raise Fatal(f"--data {data_path}: expected a JSON object (one row), got {type(value).__name__}")
+    return value, None
+
+
+async def render_one(settings: Settings, document: str, options: RenderOptions, bundle: TemplateBundle) -> Any:
+    from pressrun.rendering import ChromiumRenderer
+
+    async with ChromiumRenderer(settings.render, concurrency=1) as renderer:
+        return await renderer.render(document, options, asset_root=bundle.asset_root)
+
+
+@main.command()
+@click.argument("template", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of one path per line.")
+def variables(template: Path, as_json: bool) -> None:
+    """List the variables TEMPLATE reads from each row, nested paths included."""
+    try:
+        bundle = load_template(template)
+        compiled = make_engine(Settings.load()).compile(bundle.source, name=bundle.source_name)
+    except PressrunError as exc:
+        raise fatal_from(exc) from exc
+    names = compiled.variables()
+    click.echo(json.dumps(names) if as_json else "\n".join(names))
+
+
+@main.command("settings")
+def settings_command() -> None:
+    """Print every setting: name, environment variable, default and help."""
+    for name, env, default, help_text in iter_settings_table():
+        click.echo(f"{name}\n  env: {env}\n  default: {default!r}\n  {help_text}\n")
+
+
+__all__ = ["main"]

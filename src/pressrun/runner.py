@@ -1,0 +1,181 @@
+"""A local batch run: one template × a stream of rows → one file per row in a folder.
+
+Rows stream from the data file through a bounded queue into workers; memory does not grow with the
+row count (only each row's output name is remembered, for uniqueness and the ZIP/merged PDF).
+Every failed row is appended to ``errors.jsonl`` as it happens; one bad row never stops the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from pressrun.data import Row, RowSource
+from pressrun.errors import PressrunError, RowError, error_body
+from pressrun.models import RenderOptions
+from pressrun.naming import OutputNamer
+from pressrun.rendering import ChromiumRenderer
+from pressrun.rendering.pdf import merge_pdfs
+from pressrun.settings import Settings
+from pressrun.templating import CompiledTemplate, Engine
+from pressrun.templating.bundle import TemplateBundle, build_document
+
+ERRORS_FILE = "errors.jsonl"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    bundle: TemplateBundle
+    rows: RowSource
+    out_dir: Path
+    options: RenderOptions
+    filename_pattern: str | None = None
+    zip_path: Path | None = None
+    merge_pdf_path: Path | None = None
+
+
+@dataclass
+class RunReport:
+    total: int
+    completed: int = 0
+    failed: int = 0
+    elapsed_s: float = 0.0
+    errors_path: Path | None = None
+    outputs: list[tuple[int, str]] = field(default_factory=list)  # (row number, file name) of successes
+
+    @property
+    def rate_per_s(self) -> float:
+        return (self.completed + self.failed) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+ProgressCallback = Callable[[RunReport], None]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything checked before the browser starts: template compiles, data is readable."""
+
+    template: CompiledTemplate
+    filename_template: CompiledTemplate | None
+    total: int
+
+
+def prepare(spec: RunSpec, settings: Settings) -> Prepared:
+    """Compile the template and validate/count the data. Raises TemplateError / DataError (exit 2)."""
+    engine = make_engine(settings)
+    template = engine.compile(spec.bundle.source, name=spec.bundle.source_name)
+    filename_template = None
+    if spec.filename_pattern:
+        filename_template = engine.compile(spec.filename_pattern, name="--filename")
+    return Prepared(template, filename_template, spec.rows.count())
+
+
+def make_engine(settings: Settings) -> Engine:
+    t = settings.templating
+    return Engine(locale=t.locale, strict=t.strict, timeout_s=t.timeout_s, max_output_chars=t.max_output_chars)
+
+
+async def run_batch(
+    spec: RunSpec, settings: Settings, prepared: Prepared, on_progress: ProgressCallback | None = None
+) -> RunReport:
+    spec.out_dir.mkdir(parents=True, exist_ok=True)
+    errors_path = spec.out_dir / ERRORS_FILE
+    errors_path.unlink(missing_ok=True)
+    report = RunReport(total=prepared.total)
+    namer = OutputNamer(spec.options.format, prepared.total)
+    concurrency = settings.render.concurrency
+    queue: asyncio.Queue[tuple[Row, str | None, RowError | None] | None] = asyncio.Queue(maxsize=concurrency * 4)
+    started = time.perf_counter()
+    errors_file: IO[str] | None = None
+
+    def record_failure(row: Row, exc: BaseException) -> None:
+        nonlocal errors_file
+        if errors_file is None:
+            errors_file = errors_path.open("a", encoding="utf-8")
+            report.errors_path = errors_path
+        entry = {"row": row.number, **error_body(exc)}
+        errors_file.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+        errors_file.flush()
+        report.failed += 1
+
+    def tick() -> None:
+        report.elapsed_s = time.perf_counter() - started
+        if on_progress is not None:
+            on_progress(report)
+
+    async def produce() -> None:
+        for row in spec.rows:
+            name, name_error = None, None
+            if row.error is None:
+                try:
+                    rendered = prepared.filename_template.render(row.values) if prepared.filename_template else None
+                    name = namer.assign(rendered, row.number)
+                except RowError as exc:
+                    name_error = exc
+            await queue.put((row, name, name_error))
+        for _ in range(workers):
+            await queue.put(None)
+
+    async def work(renderer: ChromiumRenderer) -> None:
+        while (item := await queue.get()) is not None:
+            row, name, early_error = item
+            try:
+                if row.error is not None or early_error is not None:
+                    raise row.error or early_error  # type: ignore[misc]
+                assert name is not None
+                html = prepared.template.render(row.values)
+                document = build_document(html, stylesheet=spec.bundle.has_stylesheet)
+                result = await renderer.render(document, spec.options, asset_root=spec.bundle.asset_root)
+                await asyncio.to_thread((spec.out_dir / name).write_bytes, result.data)
+                report.completed += 1
+                report.outputs.append((row.number, name))
+            except RowError as exc:
+                record_failure(row, exc)
+            except PressrunError:
+                raise  # the run itself cannot go on (e.g. Chromium cannot be restarted)
+            except Exception as exc:  # a bug must fail its row, not the other 49,999
+                log.exception("unexpected error on row %d", row.number)
+                record_failure(row, exc)
+            tick()
+
+    # More workers than pages, so templating and file writes overlap with rendering.
+    workers = concurrency * 2
+    try:
+        async with ChromiumRenderer(settings.render) as renderer:
+            tasks = [asyncio.create_task(work(renderer)) for _ in range(workers)]
+            await asyncio.gather(produce(), *tasks)
+    finally:
+        if errors_file is not None:
+            errors_file.close()
+    report.outputs.sort()
+    report.elapsed_s = time.perf_counter() - started
+    finish_outputs(spec, report)
+    return report
+
+
+def finish_outputs(spec: RunSpec, report: RunReport) -> None:
+    """Write the optional ZIP and merged PDF, in row order."""
+    files = [spec.out_dir / name for _, name in report.outputs]
+    if spec.zip_path is not None:
+        write_zip(spec.zip_path, files, spec.out_dir / ERRORS_FILE if report.failed else None)
+    if spec.merge_pdf_path is not None:
+        merge_pdfs(files, spec.merge_pdf_path)
+
+
+def write_zip(zip_path: Path, files: list[Path], errors_file: Path | None) -> None:
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        for path in files:
+            # Images are already compressed; deflating them again only costs time.
+            method = zipfile.ZIP_DEFLATED if path.suffix == ".pdf" else zipfile.ZIP_STORED
+            archive.write(path, arcname=path.name, compress_type=method)
+        if errors_file is not None:
+            archive.write(errors_file, arcname=ERRORS_FILE, compress_type=zipfile.ZIP_DEFLATED)

@@ -1,0 +1,35 @@
+"""Shared fixtures. Chromium tests use the real browser; in CI (CI=true) a missing browser fails."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+from PIL import Image
+
+from pressrun.rendering.chromium import find_chromium
+
+
+def chromium_available() -> bool:
+    try:
+        return find_chromium(os.environ.get("PRESSRUN_CHROMIUM_PATH")) is not None
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if chromium_available():
+        return
+    if os.environ.get("CI") == "true":
+        raise pytest.UsageError("CI=true but no Chromium found: run `make setup` (scripts/setup.sh)")
+    skip = pytest.mark.skip(reason="no Chromium on this machine (run make setup)")
+    for item in items:
+        if "chromium" in item.keywords:
+            item.add_marker(skip)
+
+
+def open_image(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image

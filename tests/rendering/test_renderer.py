@@ -1,0 +1,152 @@
+"""The renderer against real Chromium: formats, sizes, pixels, PDFs, scripts, policy, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from pressrun.errors import AssetLoadError, BlockedUrlError
+from pressrun.models import OutputFormat, PdfOptions, RenderOptions
+from pressrun.rendering import ChromiumRenderer
+from pressrun.settings import RenderSettings
+from tests.conftest import open_image
+
+pytestmark = pytest.mark.chromium
+
+SPLIT = """<!doctype html><html><head><style>
+  body { margin: 0; width: 400px; height: 200px; display: flex; }
+  .l { width: 200px; height: 200px; background: #ff0000; } .r { width: 200px; height: 200px; background: #0000ff; }
+</style></head><body><div class="l"></div><div class="r">%s</div></body></html>"""
+
+
+@pytest.fixture(scope="module")
+async def renderer():
+    async with ChromiumRenderer(RenderSettings(concurrency=2, timeout_s=10)) as r:
+        yield r
+
+
+def close_to(pixel, expected, tolerance=12):
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel[:3], expected, strict=True))
+
+
+@pytest.mark.parametrize("fmt", [OutputFormat.PNG, OutputFormat.JPEG, OutputFormat.WEBP])
+@pytest.mark.parametrize("scale", [1, 2])
+async def test_image_formats_have_exact_size_and_colours(renderer, fmt, scale):
+    options = RenderOptions(format=fmt, width_px=400, height_px=200, scale=scale, quality=95)
+    result = await renderer.render(SPLIT % "", options)
+    image = open_image(result.data)
+    assert image.format == {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[fmt.value]
+    assert image.size == (400 * scale, 200 * scale) == (result.width_px, result.height_px)
+    rgb = image.convert("RGB")
+    assert close_to(rgb.getpixel((50 * scale, 100 * scale)), (255, 0, 0))
+    assert close_to(rgb.getpixel((350 * scale, 100 * scale)), (0, 0, 255))
+
+
+async def test_png_is_recompressed_but_lossless(renderer):
+    options = RenderOptions(format=OutputFormat.PNG, width_px=400, height_px=200)
+    result = await renderer.render(SPLIT % "", options)
+    rgb = open_image(result.data).convert("RGB")
+    assert rgb.getpixel((10, 10)) == (255, 0, 0)
+    assert rgb.getpixel((390, 190)) == (0, 0, 255)
+
+
+async def test_transparent_png_keeps_alpha(renderer):
+    html = "<html><body style='margin:0'><div style='width:50px;height:50px;background:#00ff00'></div></body></html>"
+    options = RenderOptions(format=OutputFormat.PNG, width_px=100, height_px=100, transparent=True)
+    image = open_image((await renderer.render(html, options)).data).convert("RGBA")
+    assert image.getpixel((10, 10)) == (0, 255, 0, 255)
+    assert image.getpixel((90, 90))[3] == 0
+
+
+async def test_pdf_page_size_count_and_text(renderer):
+    html = """<html><head><style>@page { margin: 0 } body { margin: 0 }
+      .p { height: 700px; break-after: page; font: 24px sans-serif }</style></head>
+      <body><div class="p">Certificate for Ada Lovelace</div><div class="p">Second page</div></body></html>"""
+    options = RenderOptions(format=OutputFormat.PDF, pdf=PdfOptions(page_size="a4", landscape=True))
+    result = await renderer.render(html, options)
+    reader = PdfReader(io.BytesIO(result.data))
+    assert len(reader.pages) == 2
+    box = reader.pages[0].mediabox
+    assert (round(float(box.width)), round(float(box.height))) == (842, 595)  # A4 landscape in points
+    assert "Certificate for Ada Lovelace" in reader.pages[0].extract_text()
+    assert "Second page" in reader.pages[1].extract_text()
+
+
+async def test_pdf_without_page_size_uses_template_pixels(renderer):
+    options = RenderOptions(format=OutputFormat.PDF, width_px=960, height_px=480)
+    reader = PdfReader(io.BytesIO((await renderer.render(SPLIT % "x", options)).data))
+    box = reader.pages[0].mediabox
+    assert (round(float(box.width)), round(float(box.height))) == (720, 360)  # 96 px = 72 pt
+
+
+async def test_body_swap_renders_each_row_and_head_changes_apply(renderer):
+    options = RenderOptions(format=OutputFormat.PNG, width_px=100, height_px=100)
+    template = "<html{attr}><head><style>body{{margin:0}} div{{width:100px;height:100px}}</style></head><body><div style='background:{color}'></div></body></html>"
+    colours = {"#ff0000": (255, 0, 0), "#00ff00": (0, 255, 0), "#0000ff": (0, 0, 255)}
+    for colour, expected in colours.items():
+        result = await renderer.render(template.format(attr="", color=colour), options)
+        assert open_image(result.data).convert("RGB").getpixel((50, 50)) == expected
+    other_head = "<html><head><style>body{margin:0;background:#000}</style></head><body></body></html>"
+    result = await renderer.render(other_head, options)
+    assert open_image(result.data).convert("RGB").getpixel((50, 50)) == (0, 0, 0)
+
+
+async def test_template_scripts_do_not_run(renderer):
+    html = "<html><body style='margin:0;background:#fff'><script>document.body.style.background='#f00'</script></body></html>"
+    options = RenderOptions(format=OutputFormat.PNG, width_px=50, height_px=50)
+    image = open_image((await renderer.render(html, options)).data).convert("RGB")
+    assert image.getpixel((25, 25)) == (255, 255, 255)
+
+
+def make_asset_folder(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    root = tmp_path / "tpl"
+    (root / "assets").mkdir(parents=True)
+    Image.new("RGB", (10, 10), (0, 200, 0)).save(root / "assets" / "green.png")
+    Image.new("RGB", (10, 10), (200, 0, 0)).save(tmp_path / "secret.png")
+    return root
+
+
+async def test_template_assets_load_by_relative_url(renderer, tmp_path):
+    root = make_asset_folder(tmp_path)
+    html = "<html><body style='margin:0'><img src='assets/green.png' style='width:100px;height:100px;display:block'></body></html>"
+    options = RenderOptions(format=OutputFormat.PNG, width_px=100, height_px=100)
+    image = open_image((await renderer.render(html, options, asset_root=root)).data).convert("RGB")
+    assert close_to(image.getpixel((50, 50)), (0, 200, 0))
+
+
+@pytest.mark.parametrize(
+    ("src", "error", "fragment"),
+    [
+        ("https://example.com/logo.png", BlockedUrlError, "host 'example.com' is not in render.allowed_hosts"),
+        ("http://127.0.0.1:9/x.png", BlockedUrlError, "host '127.0.0.1'"),
+        ("../secret.png", AssetLoadError, "'secret.png' was not found"),
+        ("/%2e%2e/secret.png", AssetLoadError, "'secret.png' was not found"),  # Chromium normalises it
+        ("file:///etc/hostname", BlockedUrlError, "file: URLs are not allowed"),
+        ("assets/missing.png", AssetLoadError, "'assets/missing.png' was not found"),
+    ],
+)
+async def test_network_policy_fails_the_row(renderer, tmp_path, src, error, fragment):
+    root = make_asset_folder(tmp_path)
+    html = f"<html><body><img src='{src}'></body></html>"
+    options = RenderOptions(format=OutputFormat.PNG, width_px=100, height_px=100)
+    with pytest.raises(error) as caught:
+        await renderer.render(html, options, asset_root=root)
+    assert fragment in caught.value.message
+
+
+async def test_css_background_from_blocked_host_is_reported(renderer):
+    html = "<html><head><style>body{background:url(https://tracker.example/p.gif)}</style></head><body>x</body></html>"
+    with pytest.raises(BlockedUrlError, match="tracker.example"):
+        await renderer.render(html, RenderOptions(format=OutputFormat.JPEG, width_px=50, height_px=50))
+
+
+async def test_many_concurrent_renders_all_succeed(renderer):
+    options = RenderOptions(format=OutputFormat.JPEG, width_px=400, height_px=200)
+    results = await asyncio.gather(*(renderer.render(SPLIT % i, options) for i in range(12)))
+    assert [open_image(r.data).size for r in results] == [(400, 200)] * 12

@@ -32,7 +32,7 @@ have_chromium() {
   command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
     || command -v google-chrome >/dev/null 2>&1
 }
-have_font() { fc-list 2>/dev/null | grep -qi "$1"; }
+have_font() { fc-list 2>/dev/null | grep -i "$1" >/dev/null; }  # no -q: SIGPIPE + pipefail
 
 apt_packages=()
 have_chromium || apt_packages+=(chromium)

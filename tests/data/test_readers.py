@@ -9,8 +9,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from pressrun.data import Row, RowSource, open_rows
-from pressrun.data import readers
+from pressrun.data import Row, RowSource, open_rows, readers
 from pressrun.errors import DataError, InvalidValueError, UsageError
 
 
@@ -211,6 +210,11 @@ def test_csv_dotted_columns_become_nested_values(tmp_path: Path) -> None:
             3,
         ),
         (
+            'a,b\n1,"open\n' + ("z" * 999 + "\n") * 140 + "3,4\n",
+            'data.csv line 2: a field is longer than 131072 characters; is a quote (") left open?',
+            2,
+        ),
+        (
             "a,b\n1,2\n\n3,4\x00\n",
             "data.csv line 4: contains a NUL byte, so it is not a text CSV file; save it as CSV UTF-8",
             4,
@@ -349,12 +353,29 @@ def test_json_decodes_elements_split_across_any_window_boundary(tmp_path: Path, 
             assert [row.values for row in open_rows(path)] == data
 
 
+def test_json_top_level_numbers_split_across_window_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "data.json", '[{"a": 1},1.5e-3,-12,0.25E+2,{"b": 2}, 7]')
+    for chunk in (1, 2, 3, 5):
+        monkeypatch.setattr(readers, "_CHUNK_CHARS", chunk)
+        result = rows(open_rows(path))
+        assert [row.values for row in result] == [{"a": 1}, {}, {}, {}, {"b": 2}, {}]
+        assert [str(row.error) for row in result if row.error] == [
+            f"row {n} is a number, expected an object" for n in (2, 3, 4, 6)
+        ]
+
+
 def test_json_element_larger_than_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(readers, "_MAX_ELEMENT_CHARS", 1000)
     source = open_rows(write(tmp_path, "data.json", '[{"a": 1},\n{"a": "' + "x" * 200_000 + '"}]'))
     with pytest.raises(DataError) as info:
         source.count()
     assert str(info.value) == "data.json line 2: a row is larger than 1000 characters"
+
+
+@pytest.mark.parametrize("name", ["data.json", "data.jsonl"])
+def test_json_files_may_start_with_a_bom_and_paths_may_be_strings(tmp_path: Path, name: str) -> None:
+    content = '\ufeff[{"a": 1}]' if name == "data.json" else '\ufeff{"a": 1}\n'
+    assert rows(open_rows(str(write(tmp_path, name, content)))) == [Row(1, {"a": 1}, None, 1)]
 
 
 # --- JSONL ---------------------------------------------------------------------------------------------

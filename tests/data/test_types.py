@@ -52,7 +52,7 @@ def test_unknown_type_names_the_column_the_type_and_the_valid_ones() -> None:
 
 # --- conversions ---------------------------------------------------------------------------------------
 
-N, I, D, DT, B, S = (
+N, INT, D, DT, B, S = (
     ColumnType.NUMBER,
     ColumnType.INTEGER,
     ColumnType.DATE,
@@ -76,11 +76,11 @@ N, I, D, DT, B, S = (
         (N, "+7", 7),
         (N, 3, 3),
         (N, 2.0, 2.0),  # already a number (XLSX/JSON): left alone
-        (I, "12", 12),
-        (I, "12.0", 12),
-        (I, "-0", 0),
-        (I, 12.0, 12),  # XLSX float for an integer column
-        (I, 7, 7),
+        (INT, "12", 12),
+        (INT, "12.0", 12),
+        (INT, "-0", 0),
+        (INT, 12.0, 12),  # XLSX float for an integer column
+        (INT, 7, 7),
         (D, "2024-03-05", dt.date(2024, 3, 5)),
         (D, dt.datetime(2024, 3, 5), dt.date(2024, 3, 5)),
         (D, dt.date(2024, 3, 5), dt.date(2024, 3, 5)),
@@ -115,7 +115,7 @@ def test_convert_value(column_type: ColumnType, value: object, expected: object)
     assert type(result) is type(expected)
 
 
-@pytest.mark.parametrize("column_type", [N, I, D, DT, B])
+@pytest.mark.parametrize("column_type", [N, INT, D, DT, B])
 @pytest.mark.parametrize("value", ["", "   ", None])
 def test_empty_value_in_a_typed_column_is_none(column_type: ColumnType, value: object) -> None:
     assert convert_value("col", value, column_type) is None
@@ -130,12 +130,14 @@ def test_empty_value_in_a_typed_column_is_none(column_type: ColumnType, value: o
         (N, "inf", "column 'price': 'inf' is not a number"),
         (N, "1_000", "column 'price': '1_000' is not a number"),
         (N, "1e999", "column 'price': '1e999' is not a number"),
+        (N, "\u0661\u0662", "column 'price': '\u0661\u0662' is not a number"),
         (N, True, "column 'price': True is not a number"),
-        (I, "1.5", "column 'price': '1.5' is not an integer (expected a whole number such as 12)"),
-        (I, 1.5, "column 'price': 1.5 is not an integer (expected a whole number such as 12)"),
+        (INT, "1.5", "column 'price': '1.5' is not an integer (expected a whole number such as 12)"),
+        (INT, 1.5, "column 'price': 1.5 is not an integer (expected a whole number such as 12)"),
         (D, "05/03/2024", "column 'price': '05/03/2024' is not a date (expected YYYY-MM-DD)"),
         (D, "2024-02-30", "column 'price': '2024-02-30' is not a date (expected YYYY-MM-DD)"),
         (D, "20240305", "column 'price': '20240305' is not a date (expected YYYY-MM-DD)"),
+        (D, "\u0662\u0660\u0662\u0664-03-05", "column 'price': '\u0662\u0660\u0662\u0664-03-05' is not a date (expected YYYY-MM-DD)"),
         (
             D,
             dt.datetime(2024, 3, 5, 14, 30),

@@ -59,6 +59,7 @@ _CHUNK_CHARS = 1 << 16
 _MAX_ELEMENT_CHARS = 1 << 25
 _QUOTED = re.compile(r'"[^"]*"?')
 _WHITESPACE = re.compile(r"[ \t\r\n]*")
+_NUMBER_CHARS = re.compile(r"[0-9.eE+-]*")
 _DECODER = json.JSONDecoder()
 _TOP_LEVEL_KINDS = {"{": "an object", '"': "a string", "t": "a boolean", "f": "a boolean", "n": "null"}
 
@@ -281,8 +282,9 @@ class _JsonWindow:
         while True:
             try:
                 value, end = _DECODER.raw_decode(self.buf, self.pos)
-                # A number or literal touching the window's end may go on in the next chunk.
-                if end < len(self.buf) or self.eof:
+                # A bare number may go on in the next chunk: "1" + "2", "1e" + "5" ("1e" decodes as 1).
+                numeric = isinstance(value, int | float)
+                if self.eof or not numeric or _NUMBER_CHARS.match(self.buf, end).end() < len(self.buf):  # type: ignore[union-attr]
                     break
             except json.JSONDecodeError as exc:
                 truncated = exc.msg.startswith("Unterminated string") or exc.pos >= len(self.buf) - 16

@@ -64,8 +64,8 @@ class ColumnType(enum.StrEnum):
 _ALIASES = {"str": ColumnType.STRING, "float": ColumnType.NUMBER, "int": ColumnType.INTEGER, "bool": ColumnType.BOOLEAN}
 VALID_TYPE_NAMES = [t.value for t in ColumnType]
 
-_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)  # \d would match any script's digits
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _TRUE = frozenset({"true", "yes", "y", "1"})
 _FALSE = frozenset({"false", "no", "n", "0"})
 # Past 1e308 a float is infinite; refusing earlier also keeps int("1e999999") from eating memory.

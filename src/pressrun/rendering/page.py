@@ -13,14 +13,17 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urljoin
 
 from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Route
+from playwright.async_api import Error as PlaywrightError
 
 from pressrun.errors import AssetLoadError, BlockedUrlError
 from pressrun.models import OutputFormat, RenderOptions
 from pressrun.rendering.assets import AssetCache
 from pressrun.rendering.policy import TEMPLATE_ORIGIN, NetworkPolicy, PassThrough, Refuse, ServeAsset
 
+MAX_REDIRECTS = 5
 SHELL_HTML = "<!doctype html><html><head></head><body></body></html>"
 
 LOAD_AND_SETTLE = """
@@ -72,6 +75,7 @@ class PageSlot:
     policy: NetworkPolicy
     assets: AssetCache
     javascript: bool
+    fetch_timeout_s: float = 30.0
     context: BrowserContext | None = None
     page: Page | None = None
     cdp: CDPSession | None = None
@@ -131,11 +135,39 @@ class PageSlot:
                 body, content_type = self.assets.read(decision.path)
                 await route.fulfill(body=body, content_type=content_type)
         elif isinstance(decision, PassThrough):
-            await route.continue_()
+            await self._fetch_allowed(route)
         else:
             assert isinstance(decision, Refuse)
             self.blocked.append((url, decision.reason))
             await route.abort("blockedbyclient")
+
+    async def _fetch_allowed(self, route: Route) -> None:
+        """Fetch an allowed URL outside Chromium's network stack and hand the response back.
+
+        Chromium would refuse private-network hosts from the template origin (Private Network
+        Access), and an operator who allowed a host meant it. Redirects are followed here, a hop at
+        a time, and every hop must pass the policy too.
+        """
+        url = route.request.url
+        for _hop in range(MAX_REDIRECTS + 1):
+            try:
+                response = await route.fetch(url=url, max_redirects=0, timeout=self.fetch_timeout_s * 1000)
+            except PlaywrightError:
+                await route.abort("failed")
+                return
+            location = response.headers.get("location")
+            if not (300 <= response.status < 400 and location):
+                await route.fulfill(response=response)
+                return
+            url = urljoin(url, location)
+            decision = self.policy.decide(url, self.asset_root)
+            if not isinstance(decision, PassThrough):
+                reason = decision.reason if isinstance(decision, Refuse) else "redirect into the template origin"
+                self.blocked.append((url, reason))
+                await route.abort("blockedbyclient")
+                return
+        self.blocked.append((url, f"more than {MAX_REDIRECTS} redirects"))
+        await route.abort("blockedbyclient")
 
     async def load(self, html: str, asset_root: Path | None, allow_swap: bool = True) -> None:
         """Put ``html`` on the page and wait until it is ready to capture; raise on blocked/broken loads."""

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-# A reserved TLD (RFC 2606) so the origin can never collide with a real host.
-TEMPLATE_ORIGIN = "https://template.pressrun.invalid"
+# A reserved TLD (RFC 2606) so the origin can never collide with a real host. Plain http, so that
+# http:// assets from allowed hosts are not blocked or upgraded as mixed content.
+TEMPLATE_ORIGIN = "http://template.pressrun.invalid"
 TEMPLATE_HOST = "template.pressrun.invalid"
 
 

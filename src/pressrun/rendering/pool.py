@@ -16,9 +16,12 @@ Translating Playwright's exceptions into ours happens here and in ``chromium.py`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from playwright.async_api import Browser, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
@@ -54,6 +57,7 @@ class ChromiumRenderer:
         self._renders_since_launch = 0
         self._restart_lock = asyncio.Lock()
         self._recycle_task: asyncio.Task[None] | None = None
+        self._disconnected = asyncio.Event()
 
     async def __aenter__(self) -> ChromiumRenderer:
         await self.start()
@@ -65,13 +69,19 @@ class ChromiumRenderer:
     async def start(self) -> None:
         self._playwright = await async_playwright().start()
         try:
-            self._browser = await launch_chromium(self._playwright, self.settings.chromium_path)
+            await self._launch()
         except BaseException:
             await self._playwright.stop()
             raise
         for index in range(self.concurrency):
             self._free.put_nowait(
-                PageSlot(index, self.policy, self._assets, javascript=self.settings.javascript)
+                PageSlot(
+                    index,
+                    self.policy,
+                    self._assets,
+                    javascript=self.settings.javascript,
+                    fetch_timeout_s=self.settings.timeout_s,
+                )
             )
         self._open_gate.set()
 
@@ -124,14 +134,9 @@ class ChromiumRenderer:
     async def _render_on(
         self, slot: PageSlot, html: str, options: RenderOptions, asset_root: Path | None
     ) -> bytes:
-        assert self._browser is not None
         try:
             async with asyncio.timeout(self.settings.timeout_s):
-                await slot.ensure(self._browser, self._generation, geometry_for(options))
-                await slot.load(html, asset_root)
-                if options.format is OutputFormat.PDF:
-                    return await slot.pdf(options)
-                return await slot.screenshot(options)
+                return await self._unless_browser_dies(self._steps(slot, html, options, asset_root))
         except TimeoutError:
             await slot.close()
             raise RenderTimeoutError(
@@ -142,6 +147,32 @@ class ChromiumRenderer:
         except PlaywrightError as exc:
             first_line = (exc.message or str(exc)).splitlines()[0]
             raise RenderCrashError(f"Chromium failed while rendering: {first_line}") from exc
+
+    async def _steps(self, slot: PageSlot, html: str, options: RenderOptions, asset_root: Path | None) -> bytes:
+        assert self._browser is not None
+        await slot.ensure(self._browser, self._generation, geometry_for(options))
+        await slot.load(html, asset_root)
+        if options.format is OutputFormat.PDF:
+            return await slot.pdf(options)
+        return await slot.screenshot(options)
+
+    async def _unless_browser_dies(self, work: Coroutine[Any, Any, bytes]) -> bytes:
+        """Await ``work``, but give up at once if the browser disconnects: some Playwright calls in
+        flight at that moment never settle."""
+        disconnected = self._disconnected
+        work_task = asyncio.ensure_future(work)
+        watch_task = asyncio.ensure_future(disconnected.wait())
+        try:
+            await asyncio.wait({work_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch_task.cancel()
+            if not work_task.done():
+                work_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await work_task
+        if work_task.cancelled():
+            raise RenderCrashError("Chromium exited while rendering this row")
+        return work_task.result()
 
     async def _acquire(self) -> PageSlot:
         while True:
@@ -181,6 +212,13 @@ class ChromiumRenderer:
             if self._generation == generation:  # nobody restarted it yet
                 await self._restart_browser("crash")
 
+    async def _launch(self) -> None:
+        assert self._playwright is not None
+        browser = await launch_chromium(self._playwright, self.settings.chromium_path)
+        disconnected = asyncio.Event()
+        browser.on("disconnected", lambda _browser: disconnected.set())
+        self._browser, self._disconnected = browser, disconnected
+
     async def _restart_browser(self, reason: str) -> None:
         assert self._playwright is not None
         old = self._browser
@@ -190,7 +228,7 @@ class ChromiumRenderer:
                 await old.close()
             except PlaywrightError:
                 pass
-        self._browser = await launch_chromium(self._playwright, self.settings.chromium_path)
+        await self._launch()
         self._generation += 1
         self._renders_since_launch = 0
         self.restarts += 1

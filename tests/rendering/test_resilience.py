@@ -1,0 +1,132 @@
+"""Timeouts, crashes and recycling, with a real Chromium and a real slow server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import os
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+
+from pressrun.errors import BlockedUrlError, RenderTimeoutError
+from pressrun.models import OutputFormat, RenderOptions
+from pressrun.rendering import ChromiumRenderer
+from pressrun.settings import RenderSettings
+from tests.conftest import open_image
+
+pytestmark = pytest.mark.chromium
+
+OPTIONS = RenderOptions(format=OutputFormat.JPEG, width_px=200, height_px=100)
+ROW = "<html><body style='margin:0;background:#00f'>row {}</body></html>"
+
+
+class SlowHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        time.sleep(3)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/svg+xml")
+        self.end_headers()
+        self.wfile.write(b"<svg xmlns='http://www.w3.org/2000/svg' width='1' height='1'/>")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def browser_processes() -> list[psutil.Process]:
+    """Chromium main processes started by this test process (children of Playwright's driver)."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "chrom" in child.name() and "chrom" not in (child.parent().name() if child.parent() else ""):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+async def test_slow_row_times_out_and_the_next_row_renders(slow_server):
+    settings = RenderSettings(concurrency=1, timeout_s=1.0, allowed_hosts=[slow_server])
+    async with ChromiumRenderer(settings) as renderer:
+        started = time.perf_counter()
+        with pytest.raises(RenderTimeoutError, match="within 1 s") as caught:
+            await renderer.render(f"<html><body><img src='http://{slow_server}/slow.svg'></body></html>", OPTIONS)
+        assert time.perf_counter() - started < 2.5
+        assert caught.value.code == "render_timeout"
+        result = await renderer.render(ROW.format(1), OPTIONS)
+        assert open_image(result.data).size == (200, 100)
+
+
+async def test_browser_killed_mid_batch_loses_no_row():
+    async with ChromiumRenderer(RenderSettings(concurrency=2, timeout_s=20)) as renderer:
+        await renderer.render(ROW.format(0), OPTIONS)  # browser is up
+        [browser] = browser_processes()
+
+        async def kill_soon() -> None:
+            await asyncio.sleep(0.3)
+            os.kill(browser.pid, signal.SIGKILL)
+
+        tasks = [renderer.render(ROW.format(i), OPTIONS) for i in range(40)]
+        results, _ = await asyncio.gather(asyncio.gather(*tasks), kill_soon())
+        assert len(results) == 40
+        assert all(open_image(r.data).size == (200, 100) for r in results)
+        assert renderer.restarts == 1
+        assert not browser.is_running() or browser.status() == psutil.STATUS_ZOMBIE
+
+
+async def test_browser_is_recycled_after_n_renders_without_failing_rows():
+    async with ChromiumRenderer(RenderSettings(concurrency=2, recycle_after=5)) as renderer:
+        results = await asyncio.gather(*(renderer.render(ROW.format(i), OPTIONS) for i in range(23)))
+        assert len(results) == 23
+        assert renderer.restarts >= 3  # every 5-6 renders (renders in flight finish first)
+        assert len(browser_processes()) == 1  # old browsers are closed, not leaked
+
+
+class AssetHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "https://elsewhere.example/x.svg")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "image/svg+xml")
+        self.end_headers()
+        self.wfile.write(b"<svg xmlns='http://www.w3.org/2000/svg' width='10' height='10'>"
+                         b"<rect width='10' height='10' fill='#00c800'/></svg>")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def asset_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AssetHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+async def test_allowed_host_loads_and_its_redirects_are_policed(asset_server):
+    settings = RenderSettings(concurrency=1, allowed_hosts=[asset_server])
+    image_row = "<html><body style='margin:0'><img src='http://{}/{}' style='width:200px;height:100px;display:block'></body></html>"
+    async with ChromiumRenderer(settings) as renderer:
+        result = await renderer.render(image_row.format(asset_server, "logo.svg"), OPTIONS)
+        pixel = open_image(result.data).convert("RGB").getpixel((100, 50))
+        assert all(abs(a - b) < 20 for a, b in zip(pixel, (0, 200, 0), strict=True))
+        with pytest.raises(BlockedUrlError, match="elsewhere.example"):
+            await renderer.render(image_row.format(asset_server, "redirect"), OPTIONS)

@@ -29,7 +29,10 @@ SHELL_HTML = "<!doctype html><html><head></head><body></body></html>"
 LOAD_AND_SETTLE = """
 async ([html, allowSwap]) => {
   const parsed = new DOMParser().parseFromString(html, 'text/html');
-  const headKey = parsed.head.innerHTML;
+  // <title> and <meta> do not change how a page renders; a per-row <title> must not defeat the swap.
+  const headKey = [...parsed.head.children]
+    .filter((el) => el.tagName !== 'TITLE' && el.tagName !== 'META')
+    .map((el) => el.outerHTML).join('');
   if (allowSwap && document.__pressrunHead === headKey && document.body) {
     const root = document.documentElement;
     for (const attr of [...root.attributes]) root.removeAttribute(attr.name);

@@ -1,0 +1,368 @@
+"""The expression engine: compile a template once, render it for many rows (template + row -> HTML).
+
+Compiling is a recipe: rewrite pipe precedence (:mod:`.pipes`) -> parse -> list the row variables
+(:mod:`.variables`) -> add runtime guards to the syntax tree (:mod:`.pipes`) -> generate code. Rendering runs the
+compiled template in a sandbox under a per-render budget (a deadline and an output size) and is the one
+seam where anything raised inside a template becomes a :class:`~pressrun.errors.RowError`.
+
+The sandbox is cooperative: the deadline is checked on every attribute lookup, call, operator,
+filter and loop iteration, and sizes are checked before operations that could allocate far more
+than their inputs (``'x' * 10**9``, ``range(10**9)``, ``'%999999999s'``). It bounds what a template
+can do, not what the interpreter can: run renders in worker processes with memory limits as well.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import babel
+import jinja2
+from jinja2 import BaseLoader, pass_eval_context
+from jinja2.runtime import markup_join, str_join
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from pressrun.errors import (
+    ExpressionError,
+    InvalidValueError,
+    MissingVariableError,
+    OutputTooLargeError,
+    PressrunError,
+    RowError,
+    SandboxViolationError,
+    TemplateSyntaxError,
+    TemplateTimeoutError,
+    UsageError,
+)
+from pressrun.templating.filters import (
+    build_filters,
+    check_format_widths,
+    check_int_args,
+    check_printf_widths,
+    check_replace_size,
+    limit_builtin_filters,
+    output_too_large,
+    parse_locale,
+)
+from pressrun.templating.pipes import (
+    CONCAT_FILTER,
+    GUARD_ITERABLE_FILTER,
+    RuntimeGuards,
+    locally_bound_names,
+    rewrite_pipes,
+)
+from pressrun.templating.variables import (
+    MISSING_RENDERS_EMPTY,
+    MissingValue,
+    RowUndefined,
+    find_variables,
+    missing_variable_path,
+)
+
+MAX_RANGE_ITEMS = 100_000
+MAX_INT_BITS = 1_000_000
+_PYTHON_FUNCTION_NAME = re.compile(r"^[\w.]+\(\) ")
+_PADDING_STR_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})  # 'x'.zfill(10**9)
+FUNCTION_NAMES = ("currency", "number", "percent", "date", "datetime", "truncate",
+                  "upper", "lower", "title", "round", "default", "qr")
+
+
+# --- per-render budget --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _RenderState:
+    deadline_s: float  # on the time.monotonic() clock
+    timeout_s: float
+    locale: babel.Locale
+
+
+_render_state: ContextVar[_RenderState | None] = ContextVar("pressrun_render_state", default=None)
+
+
+def _check_deadline() -> None:
+    state = _render_state.get()
+    if state is not None and time.monotonic() > state.deadline_s:
+        raise TemplateTimeoutError(f"rendering took longer than {state.timeout_s} s (timeout_s)",
+                                   timeout_s=state.timeout_s)
+
+
+# --- sandbox ------------------------------------------------------------------------------------
+
+
+def _denied(attribute: str) -> SandboxViolationError:
+    return SandboxViolationError(f"access to {attribute!r} is not allowed in templates", attribute=attribute)
+
+
+def _capped_range(*args: int) -> range:
+    numbers = range(*args)
+    try:
+        count = len(numbers)
+    except OverflowError:
+        count = MAX_RANGE_ITEMS + 1
+    if count > MAX_RANGE_ITEMS:
+        raise ExpressionError(f"range: {count} items is more than the {MAX_RANGE_ITEMS} allowed", limit=MAX_RANGE_ITEMS)
+    return numbers
+
+
+def _deadline_checked(iterable: Any) -> Any:
+    for item in iterable:
+        _check_deadline()
+        yield item
+
+
+def _guard_iterable(iterable: Any) -> Any:
+    _check_deadline()
+    return iterable if isinstance(iterable, jinja2.Undefined) else _deadline_checked(iterable)
+
+
+class _NoFilesLoader(BaseLoader):
+    def get_source(self, environment: Any, template: Any) -> Any:
+        raise SandboxViolationError("templates cannot include other files",
+                                    template=template if isinstance(template, str) else None)
+
+
+def _finalize(value: Any) -> Any:
+    return "" if value is None else value  # JSON null renders empty, not "None"
+
+
+class PressrunSandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox (rows cannot be modified in place) with budgets and our error types."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, *, max_output_chars: int, default_locale: babel.Locale) -> None:
+        super().__init__(autoescape=True, undefined=RowUndefined, finalize=_finalize, loader=_NoFilesLoader())
+        self.max_output_chars = max_output_chars
+        functions = build_filters(lambda: _current_locale(default_locale))
+        self.filters.update(limit_builtin_filters(self.filters, max_output_chars))
+        self.filters.update(functions)
+        self.filters = {name: self._guarded_filter(name, fn) for name, fn in self.filters.items()}
+        self.filters[GUARD_ITERABLE_FILTER] = _guard_iterable
+        self.filters[CONCAT_FILTER] = self._concat
+        self.globals.pop("lipsum", None)
+        self.globals.update({name: self.filters[name] for name in FUNCTION_NAMES}, range=_capped_range)
+
+    def check_size(self, value: Any, what: str) -> Any:
+        if isinstance(value, str | list | tuple | dict) and len(value) > self.max_output_chars:
+            raise output_too_large(what, len(value), self.max_output_chars)
+        return value
+
+    def _guarded_filter(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)  # keeps jinja's pass_context / pass_eval_context marker
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            _check_deadline()
+            try:
+                result = fn(*args, **kwargs)
+            except TypeError as exc:  # wrong arguments: name the filter, not our Python function
+                raise ExpressionError(f"{name}: {_PYTHON_FUNCTION_NAME.sub('', str(exc))}", filter=name) from exc
+            return self.check_size(result, name)
+
+        return guarded
+
+    @pass_eval_context
+    def _concat(self, eval_ctx: Any, values: list[Any]) -> str:
+        check_int_args("'~'", [sum(len(value) for value in values if isinstance(value, str))], self.max_output_chars)
+        return markup_join(values) if eval_ctx.autoescape else str_join(values)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _check_deadline()
+        if isinstance(obj, Mapping) and attribute in obj:  # row keys win over dict methods: order.items
+            return obj[attribute]
+        if attribute.startswith("_"):
+            raise _denied(attribute)
+        if isinstance(obj, RowUndefined):
+            return obj.child(attribute)
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _check_deadline()
+        if isinstance(obj, RowUndefined):
+            return obj.child(argument)
+        return super().getitem(obj, argument)
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        raise _denied(attribute)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _check_deadline()
+        if operator == "*":
+            self._check_repetition(left, right)
+        elif operator == "**":
+            _check_power(left, right)
+        elif operator == "%" and isinstance(left, str):
+            check_printf_widths(left, self.max_output_chars)
+        return self.check_size(self.binop_table[operator](left, right), f"'{operator}'")
+
+    def _check_repetition(self, left: Any, right: Any) -> None:
+        for sequence, count in ((left, right), (right, left)):
+            if isinstance(sequence, str | list | tuple) and isinstance(count, int):
+                check_int_args("'*'", [len(sequence) * count], self.max_output_chars)
+        if _is_int(left) and _is_int(right) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+            raise ExpressionError("'*': the result is too large a number")
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        # Double-underscore names, as in Jinja, so a template's keyword arguments cannot clash.
+        _check_deadline()
+        if isinstance(__obj, RowUndefined):
+            if __obj.is_bare_name():
+                raise SandboxViolationError(f"{__obj._undefined_name!r} is not a function available in templates",
+                                            function=__obj._undefined_name)
+            return __obj()
+        if not __self.is_safe_callable(__obj):
+            raise SandboxViolationError("calling this function is not allowed in templates")
+        __self._check_method_arguments(__obj, args, kwargs)
+        name = getattr(__obj, "__name__", "call")
+        return __self.check_size(__context.call(__obj, *args, **kwargs), str(name))
+
+    def _check_method_arguments(self, method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        owner = getattr(method, "__self__", None)
+        if not isinstance(owner, str):
+            return
+        if method.__name__ in _PADDING_STR_METHODS:
+            check_int_args(method.__name__, [*args, *kwargs.values()], self.max_output_chars)
+        elif method.__name__ == "replace" and len(args) >= 2:
+            check_replace_size(owner, args[0], args[1], self.max_output_chars)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapper = super().wrap_str_format(value)
+        if wrapper is None:
+            return None
+        template = value.__self__
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            mapped = args[0].values() if args and isinstance(args[0], Mapping) else ()
+            check_format_widths(template, [*args, *kwargs.values(), *mapped], self.max_output_chars)
+            return wrapper(*args, **kwargs)
+
+        return checked
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    if _is_int(base) and _is_int(exponent) and abs(base) > 1 and base.bit_length() * exponent > MAX_INT_BITS:
+        raise ExpressionError("'**': the result is too large a number")
+
+
+def _current_locale(default_locale: babel.Locale) -> babel.Locale:
+    state = _render_state.get()
+    return default_locale if state is None else state.locale
+
+
+# --- public API ---------------------------------------------------------------------------------
+
+
+class Engine:
+    """Compiles templates for one configuration. Cheap to keep; build once per worker."""
+
+    def __init__(self, *, locale: str = "en_US", strict: bool = True, timeout_s: float = 2.0,
+                 max_output_chars: int = 5_000_000) -> None:
+        if not timeout_s > 0:
+            raise UsageError(f"timeout_s: {timeout_s!r} must be a number of seconds > 0", field="timeout_s")
+        if not isinstance(max_output_chars, int) or max_output_chars <= 0:
+            raise UsageError(f"max_output_chars: {max_output_chars!r} must be a whole number > 0",
+                             field="max_output_chars")
+        self.locale = parse_locale(locale)
+        self.strict = strict
+        self.timeout_s = timeout_s
+        self.max_output_chars = max_output_chars
+        self._env = PressrunSandbox(max_output_chars=max_output_chars, default_locale=self.locale)
+
+    def compile(self, source: str, *, name: str = "template.html") -> CompiledTemplate:
+        """Raises TemplateSyntaxError ("template.html line 3: unexpected '}'", file=, line=)."""
+        env = self._env
+        try:
+            ast = env.parse(rewrite_pipes(source, env, name=name), name=name, filename=name)
+            variables = find_variables(ast, env.globals)
+            unshadowed = frozenset(FUNCTION_NAMES) - locally_bound_names(ast)
+            RuntimeGuards(unshadowed).visit(ast)
+            ast.set_environment(env)
+            code = env.compile(ast, name=name, filename=name)
+            template = env.template_class.from_code(env, code, env.make_globals(None))
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateSyntaxError(f"{name} line {exc.lineno}: {exc.message}", file=name, line=exc.lineno) from exc
+        except RecursionError as exc:
+            raise TemplateSyntaxError(f"{name}: expressions are nested too deeply", file=name) from exc
+        return CompiledTemplate(self, template, name, variables)
+
+
+class CompiledTemplate:
+    """A compiled template; :meth:`render` is the hot path (one call per row)."""
+
+    def __init__(self, engine: Engine, template: jinja2.Template, name: str, variables: list[str]) -> None:
+        self.name = name
+        self._engine = engine
+        self._template = template
+        self._variables = variables
+
+    def variables(self) -> list[str]:
+        """Sorted row paths the template reads (see :mod:`pressrun.templating.variables`)."""
+        return list(self._variables)
+
+    def render(self, row: Mapping[str, Any], *, locale: str | None = None, strict: bool | None = None) -> str:
+        """Row -> HTML. Raises RowError subclasses only (and UsageError for an unknown ``locale``)."""
+        engine = self._engine
+        state = _RenderState(
+            deadline_s=time.monotonic() + engine.timeout_s,
+            timeout_s=engine.timeout_s,
+            locale=engine.locale if locale is None else parse_locale(locale),
+        )
+        lenient = not (engine.strict if strict is None else strict)
+        if not isinstance(row, Mapping):
+            raise InvalidValueError(f"a row must map column names to values, not {type(row).__name__}")
+        state_token, lenient_token = _render_state.set(state), MISSING_RENDERS_EMPTY.set(lenient)
+        try:
+            return self._render_chunks(row)
+        except Exception as exc:  # the seam: nothing but RowError leaves render()
+            raise self._row_error(exc, row) from exc
+        finally:
+            MISSING_RENDERS_EMPTY.reset(lenient_token)
+            _render_state.reset(state_token)
+
+    def _render_chunks(self, row: Mapping[str, Any]) -> str:
+        max_chars = self._engine.max_output_chars
+        chunks: list[str] = []
+        size_chars = 0
+        for chunk in self._template.generate(row):
+            size_chars += len(chunk)
+            if size_chars > max_chars:
+                raise output_too_large("the rendered HTML", size_chars, max_chars)
+            _check_deadline()
+            chunks.append(chunk)
+        return "".join(chunks)
+
+    def _row_error(self, exc: Exception, row: Mapping[str, Any]) -> RowError:
+        line = _template_line(exc.__traceback__, self.name)
+        where = f"{self.name} line {line}" if line is not None else self.name
+        if isinstance(exc, MissingValue):
+            undefined = exc.undefined
+            path = missing_variable_path(undefined, row, self._variables)
+            message = undefined._undefined_hint or f"missing variable '{path}'"
+            return MissingVariableError(message, variable=path, file=self.name, line=line)
+        if isinstance(exc, PressrunError):
+            error_class = type(exc) if isinstance(exc, RowError) else ExpressionError
+            return error_class(f"{where}: {exc.message}", **{**exc.details, "file": self.name, "line": line})
+        if isinstance(exc, jinja2.exceptions.SecurityError):
+            return SandboxViolationError(f"{where}: this operation is not allowed in templates", file=self.name, line=line)
+        if isinstance(exc, MemoryError):
+            return OutputTooLargeError(f"{where}: the template ran out of memory", file=self.name, line=line)
+        return ExpressionError(f"{where}: {exc or type(exc).__name__}", file=self.name, line=line)
+
+
+def _template_line(traceback: TracebackType | None, filename: str) -> int | None:
+    """Innermost template line: Jinja rewrites template frames to carry the template's file and line."""
+    line = None
+    while traceback is not None:
+        if traceback.tb_frame.f_code.co_filename == filename:
+            line = traceback.tb_lineno
+        traceback = traceback.tb_next
+    return line

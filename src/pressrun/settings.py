@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+from pressrun.errors import ConfigError
 
 
 def default_concurrency() -> int:
@@ -38,7 +40,7 @@ class RenderSettings(BaseModel):
         description="Chromium executable. Also read from PRESSRUN_CHROMIUM_PATH. "
         "Default: the system chromium, else Playwright's own browser.",
     )
-    allowed_hosts: list[str] = Field(
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Hosts (host or host:port, '*.example.com' wildcards) a template may load over the "
         "network. Everything else except the template's own assets and data: URLs is blocked. "
@@ -84,7 +86,12 @@ class Settings(BaseSettings):
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
         """Environment first, then explicit overrides (CLI flags). PRESSRUN_CHROMIUM_PATH is honoured."""
-        settings = cls()
+        try:
+            settings = cls()
+        except ValidationError as exc:
+            raise config_error(exc) from exc
+        except SettingsError as exc:
+            raise ConfigError(f"invalid PRESSRUN_* environment variable: {exc}") from exc
         legacy_path = os.environ.get("PRESSRUN_CHROMIUM_PATH")
         if legacy_path and not settings.render.chromium_path:
             settings.render.chromium_path = legacy_path
@@ -95,6 +102,15 @@ class Settings(BaseSettings):
             group = getattr(settings, group_name)
             setattr(group, attr, value)
         return settings
+
+
+def config_error(exc: ValidationError) -> ConfigError:
+    """Name the environment variable, the bad value and what is valid."""
+    problems = []
+    for error in exc.errors():
+        env = "PRESSRUN_" + "__".join(str(part).upper() for part in error["loc"])
+        problems.append(f"{env}={error.get('input')!r}: {error['msg']}")
+    return ConfigError("invalid setting: " + "; ".join(problems), setting=problems[0].split("=")[0])
 
 
 def iter_settings_table() -> Iterator[tuple[str, str, Any, str]]:

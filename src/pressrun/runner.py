@@ -14,6 +14,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from html import unescape
 from pathlib import Path
 from typing import IO
 
@@ -116,7 +117,10 @@ async def run_batch(
             name, name_error = None, None
             if row.error is None:
                 try:
-                    rendered = prepared.filename_template.render(row.values) if prepared.filename_template else None
+                    rendered = None
+                    if prepared.filename_template is not None:
+                        # The engine HTML-escapes its output ('&' -> '&amp;'); a file name is the row's own text.
+                        rendered = unescape(prepared.filename_template.render(row.values))
                     name = namer.assign(rendered, row.number)
                 except RowError as exc:
                     name_error = exc

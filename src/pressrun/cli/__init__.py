@@ -18,11 +18,12 @@ import click
 from pressrun import __version__
 from pressrun.cli.progress import RunProgress
 from pressrun.data import open_rows
+from pressrun.data.types import apply_column_types, parse_column_types
 from pressrun.errors import PressrunError, RowError
 from pressrun.models import OutputFormat, RenderOptions
 from pressrun.runner import RunSpec, make_engine, prepare, run_batch
 from pressrun.settings import Settings, iter_settings_table
-from pressrun.templating.bundle import TemplateBundle, build_document, load_template
+from pressrun.templating.bundle import MANIFEST_NAME, TemplateBundle, build_document, load_template
 
 FORMAT_CHOICES = ["png", "jpeg", "jpg", "webp", "pdf"]
 EXIT_ROWS_FAILED = 1
@@ -188,6 +189,11 @@ def preview_row(bundle: TemplateBundle, data_path: Path | None) -> tuple[dict[st
         value = value[0]
     if not isinstance(value, dict):
         raise Fatal(f"--data {data_path}: expected a JSON object (one row), got {type(value).__name__}")
+    # The same column types a batch applies, so a preview row behaves as the row would in `render`.
+    column_types = parse_column_types(bundle.manifest.column_types, file=MANIFEST_NAME)
+    error = apply_column_types(value, column_types)
+    if error is not None:
+        raise error
     return value, None
 
 

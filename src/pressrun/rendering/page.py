@@ -215,15 +215,25 @@ class PageSlot:
         return base64.b64decode(reply["data"])
 
     async def pdf(self, options: RenderOptions) -> bytes:
-        assert self.page is not None
+        """Print to PDF in one CDP round trip (Playwright's page.pdf streams it back in chunks)."""
+        assert self.cdp is not None
         width_in, height_in = options.pdf.page_inches(options.width_px, options.height_px)
-        margin = f"{options.pdf.margin_mm}mm"
-        return await self.page.pdf(
-            width=f"{width_in}in",
-            height=f"{height_in}in",
-            print_background=options.pdf.print_background,
-            margin={"top": margin, "right": margin, "bottom": margin, "left": margin},
+        margin_in = options.pdf.margin_mm / 25.4
+        reply = await self.cdp.send(
+            "Page.printToPDF",
+            {
+                "paperWidth": width_in,
+                "paperHeight": height_in,
+                "printBackground": options.pdf.print_background,
+                "marginTop": margin_in,
+                "marginBottom": margin_in,
+                "marginLeft": margin_in,
+                "marginRight": margin_in,
+                "preferCSSPageSize": False,
+                "generateTaggedPDF": False,
+            },
         )
+        return base64.b64decode(reply["data"])
 
 
 def shorten(url: str, limit: int = 200) -> str:

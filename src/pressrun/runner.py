@@ -170,7 +170,7 @@ def finish_outputs(spec: RunSpec, report: RunReport) -> None:
     files = [spec.out_dir / name for _, name in report.outputs]
     if spec.zip_path is not None:
         write_zip(spec.zip_path, files, spec.out_dir / ERRORS_FILE if report.failed else None)
-    if spec.merge_pdf_path is not None:
+    if spec.merge_pdf_path is not None and files:  # a PDF needs at least one page: none when every row failed
         merge_pdfs(files, spec.merge_pdf_path)
 
 

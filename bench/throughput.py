@@ -17,7 +17,6 @@ side's whole process tree (Python + Playwright driver + Chromium processes).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import itertools
 import json

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
+from tests.conftest import open_image
 
 from pressrun.errors import AssetLoadError, BlockedUrlError
 from pressrun.models import OutputFormat, PdfOptions, RenderOptions
 from pressrun.rendering import ChromiumRenderer
 from pressrun.settings import RenderSettings
-from tests.conftest import open_image
 
 pytestmark = pytest.mark.chromium
 

@@ -11,12 +11,12 @@ import time
 
 import psutil
 import pytest
+from tests.conftest import open_image
 
 from pressrun.errors import BlockedUrlError, RenderTimeoutError
 from pressrun.models import OutputFormat, RenderOptions
 from pressrun.rendering import ChromiumRenderer
 from pressrun.settings import RenderSettings
-from tests.conftest import open_image
 
 pytestmark = pytest.mark.chromium
 

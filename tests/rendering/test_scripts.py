@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import ImageChops
+from tests.conftest import open_image
 
 from pressrun.models import OutputFormat, RenderOptions
 from pressrun.rendering import ChromiumRenderer
 from pressrun.settings import RenderSettings
-from tests.conftest import open_image
 
 pytestmark = pytest.mark.chromium
 

@@ -36,6 +36,7 @@ from pressrun.rendering.policy import NetworkPolicy
 from pressrun.settings import RenderSettings
 
 log = logging.getLogger(__name__)
+PAGE_OPEN_TIMEOUT_S = 60
 
 
 class ChromiumRenderer:
@@ -134,6 +135,19 @@ class ChromiumRenderer:
     async def _render_on(
         self, slot: PageSlot, html: str, options: RenderOptions, asset_root: Path | None
     ) -> bytes:
+        assert self._browser is not None
+        try:
+            # Opening a page is the pool's cost, not the row's: it has its own budget, so a short
+            # render.timeout_s cannot fail every row on a busy machine.
+            async with asyncio.timeout(PAGE_OPEN_TIMEOUT_S):
+                await self._unless_browser_dies(
+                    slot.ensure(self._browser, self._generation, geometry_for(options))
+                )
+        except TimeoutError:
+            await slot.close()
+            raise RenderCrashError(f"Chromium did not open a page within {PAGE_OPEN_TIMEOUT_S} s") from None
+        except PlaywrightError as exc:
+            raise RenderCrashError(f"Chromium failed to open a page: {exc.message.splitlines()[0]}") from exc
         try:
             async with asyncio.timeout(self.settings.timeout_s):
                 return await self._unless_browser_dies(self._steps(slot, html, options, asset_root))
@@ -149,14 +163,12 @@ class ChromiumRenderer:
             raise RenderCrashError(f"Chromium failed while rendering: {first_line}") from exc
 
     async def _steps(self, slot: PageSlot, html: str, options: RenderOptions, asset_root: Path | None) -> bytes:
-        assert self._browser is not None
-        await slot.ensure(self._browser, self._generation, geometry_for(options))
         await slot.load(html, asset_root)
         if options.format is OutputFormat.PDF:
             return await slot.pdf(options)
         return await slot.screenshot(options)
 
-    async def _unless_browser_dies(self, work: Coroutine[Any, Any, bytes]) -> bytes:
+    async def _unless_browser_dies(self, work: Coroutine[Any, Any, Any]) -> Any:
         """Await ``work``, but give up at once if the browser disconnects: some Playwright calls in
         flight at that moment never settle."""
         disconnected = self._disconnected

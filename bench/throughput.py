@@ -122,10 +122,12 @@ async def plain_loop(rows_csv: Path, fmt: str, out_dir: Path) -> tuple[float, in
 
 def run_plain(rows_csv: Path, fmt: str, out_dir: Path) -> tuple[float, int, int]:
     """Runs the plain loop in a subprocess of its own so its RSS is measured like pressrun's."""
+    here = str(Path(__file__).parent)
     code = (
-        "import asyncio, json, sys; sys.path.insert(0, %r); from throughput import plain_loop; "
-        "from pathlib import Path; s, b = asyncio.run(plain_loop(Path(%r), %r, Path(%r))); print(json.dumps([s, b]))"
-    ) % (str(Path(__file__).parent), str(rows_csv), fmt, str(out_dir))
+        f"import asyncio, json, sys; sys.path.insert(0, {here!r}); from throughput import plain_loop; "
+        f"from pathlib import Path; s, b = asyncio.run(plain_loop(Path({str(rows_csv)!r}), {fmt!r}, "
+        f"Path({str(out_dir)!r}))); print(json.dumps([s, b]))"
+    )
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     with PeakRss(process.pid) as rss:
         stdout, _ = process.communicate()

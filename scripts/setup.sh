@@ -36,6 +36,12 @@ have_font() { fc-list 2>/dev/null | grep -i "$1" >/dev/null; }  # no -q: SIGPIPE
 
 apt_packages=()
 have_chromium || apt_packages+=(chromium)
+# The headless shell is what pressrun renders with when present (faster captures); on Debian it is
+# its own package, built from the same Chromium source as `chromium`.
+if [ -z "${PRESSRUN_CHROMIUM_PATH:-}" ] && ! command -v chromium-headless-shell >/dev/null 2>&1 \
+   && command -v apt-cache >/dev/null 2>&1 && apt-cache show chromium-headless-shell >/dev/null 2>&1; then
+  apt_packages+=(chromium-headless-shell)
+fi
 command -v fc-list >/dev/null 2>&1 || apt_packages+=(fontconfig)
 have_font "Noto Sans CJK" || apt_packages+=(fonts-noto-cjk)
 have_font "Noto Color Emoji" || apt_packages+=(fonts-noto-color-emoji)
@@ -48,6 +54,8 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
     apt-get update -q >/dev/null
     apt-get install -y -q --no-install-recommends "${apt_packages[@]}" >/dev/null
     command -v fc-cache >/dev/null 2>&1 && fc-cache -f >/dev/null 2>&1 || true
+  elif [ "${apt_packages[*]}" = "chromium-headless-shell" ]; then
+    log "optional: install chromium-headless-shell for faster renders (not root: skipped)"
   elif ! have_chromium; then
     log "no system Chromium and not root with apt-get: installing Playwright's own Chromium"
     "$VENV/bin/python" -m playwright install chromium

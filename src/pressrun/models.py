@@ -9,7 +9,7 @@ from typing import Any
 from pressrun.errors import UsageError
 
 
-class OutputFormat(str, enum.Enum):
+class OutputFormat(enum.StrEnum):
     PNG = "png"
     JPEG = "jpeg"
     WEBP = "webp"

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import io
+import threading
+import time
 import unicodedata
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from pypdf import PdfReader
 from tests.conftest import open_image
 
@@ -106,7 +110,6 @@ async def test_template_scripts_do_not_run(renderer):
 
 
 def make_asset_folder(tmp_path: Path) -> Path:
-    from PIL import Image
 
     root = tmp_path / "tpl"
     (root / "assets").mkdir(parents=True)
@@ -147,6 +150,59 @@ async def test_css_background_from_blocked_host_is_reported(renderer):
     html = "<html><head><style>body{background:url(https://tracker.example/p.gif)}</style></head><body>x</body></html>"
     with pytest.raises(BlockedUrlError, match="tracker.example"):
         await renderer.render(html, RenderOptions(format=OutputFormat.JPEG, width_px=50, height_px=50))
+
+
+class LateImageHandler(http.server.BaseHTTPRequestHandler):
+    """Serves a green PNG a little late, so a capture that does not wait for it paints no green."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        time.sleep(0.4)
+        body = io.BytesIO()
+        Image.new("RGB", (4, 4), (0, 200, 0)).save(body, "PNG")
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.end_headers()
+        self.wfile.write(body.getvalue())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def late_image_host():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), LateImageHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize(
+    "css",
+    [
+        "body{{margin:0}} div{{width:100px;height:100px;background:url(http://{host}/bg-{n}.png) 0 0/100% 100%}}",
+        "body{{margin:0}} div{{width:100px;height:100px}} div::before{{content:'';display:block;width:100px;"
+        "height:100px;background-image:url(http://{host}/bg-{n}.png);background-size:cover}}",
+    ],
+    ids=["element", "pseudo-element"],
+)
+async def test_capture_waits_for_late_css_background_images(late_image_host, css):
+    settings = RenderSettings(concurrency=1, timeout_s=10, allowed_hosts=[late_image_host])
+    options = RenderOptions(format=OutputFormat.PNG, width_px=100, height_px=100)
+    async with ChromiumRenderer(settings) as renderer:
+        # Row 1 loads the document; row 2 has the same head and only swaps the body.
+        for n, body in enumerate(["<div></div>", "<div><span></span></div>"]):
+            html = f"<html><head><style>{css.format(host=late_image_host, n=0)}</style></head><body>{body}</body></html>"
+            image = open_image((await renderer.render(html, options)).data).convert("RGB")
+            assert close_to(image.getpixel((50, 50)), (0, 200, 0)), f"row {n + 1}: background not painted"
+
+
+async def test_css_background_asset_from_template_folder_is_painted(renderer, tmp_path):
+    root = make_asset_folder(tmp_path)
+    html = "<html><head><style>body{margin:0;background:url(assets/green.png) 0 0/100% 100%}</style></head><body></body></html>"
+    options = RenderOptions(format=OutputFormat.JPEG, width_px=60, height_px=60, quality=95)
+    image = open_image((await renderer.render(html, options, asset_root=root)).data).convert("RGB")
+    assert close_to(image.getpixel((30, 30)), (0, 200, 0))
 
 
 async def test_many_concurrent_renders_all_succeed(renderer):

@@ -75,13 +75,13 @@ async def test_browser_killed_mid_batch_loses_no_row():
         await renderer.render(ROW.format(0), OPTIONS)  # browser is up
         [browser] = browser_processes()
 
-        async def kill_soon() -> None:
-            await asyncio.sleep(0.3)
-            os.kill(browser.pid, signal.SIGKILL)
-
-        tasks = [renderer.render(ROW.format(i), OPTIONS) for i in range(40)]
-        results, _ = await asyncio.gather(asyncio.gather(*tasks), kill_soon())
-        assert len(results) == 40
+        rows = 200
+        tasks = [asyncio.create_task(renderer.render(ROW.format(i), OPTIONS)) for i in range(rows)]
+        while sum(task.done() for task in tasks) < 10:  # kill it mid-batch, with rows in flight
+            await asyncio.sleep(0.005)
+        os.kill(browser.pid, signal.SIGKILL)
+        results = await asyncio.gather(*tasks)
+        assert len(results) == rows
         assert all(open_image(r.data).size == (200, 100) for r in results)
         assert renderer.restarts == 1
         assert not browser.is_running() or browser.status() == psutil.STATUS_ZOMBIE

@@ -26,7 +26,7 @@ from pressrun.rendering.policy import TEMPLATE_ORIGIN, NetworkPolicy, PassThroug
 MAX_REDIRECTS = 5
 SHELL_HTML = "<!doctype html><html><head></head><body></body></html>"
 
-LOAD_AND_SETTLE = """
+LOAD_AND_SETTLE = r"""
 async ([html, allowSwap]) => {
   const parsed = new DOMParser().parseFromString(html, 'text/html');
   // <title> and <meta> do not change how a page renders; a per-row <title> must not defeat the swap.
@@ -51,12 +51,41 @@ async ([html, allowSwap]) => {
   void document.documentElement.getBoundingClientRect();
   await document.fonts.ready;
   const broken = [];
-  await Promise.all([...document.images].map(async (img) => {
+  const label = (src) => (src.startsWith('data:') ? src.slice(0, 40) + '…' : src);
+  const waits = [...document.images].map(async (img) => {
     const src = img.getAttribute('src');
     if (!src) return;
     img.loading = 'eager';
-    try { await img.decode(); } catch (e) { broken.push(src.startsWith('data:') ? src.slice(0, 40) + '…' : src); }
-  }));
+    try { await img.decode(); } catch (e) { broken.push(label(src)); }
+  });
+  // CSS images (backgrounds, borders, masks, list markers, generated content) are neither in
+  // document.images nor always requested before 'load'; a browser may start them only when it
+  // paints. Resolve them from computed styles and wait for each through the image cache, so the
+  // capture never races a background, and a blocked one is reported like any other.
+  if (html.includes('url(') || [...document.styleSheets].some((sheet) => sheet.href)) {
+    const urls = new Set();
+    const pattern = /url\(\s*(["']?)(.*?)\1\s*\)/g;
+    const collect = (style) => {
+      for (const prop of ['background-image', 'border-image-source', 'list-style-image', 'mask-image', '-webkit-mask-image']) {
+        const value = style.getPropertyValue(prop);
+        if (!value || !value.includes('url(')) continue;
+        for (const match of value.matchAll(pattern)) if (!match[2].startsWith('data:')) urls.add(match[2]);
+      }
+    };
+    for (const el of document.querySelectorAll('*')) {
+      collect(getComputedStyle(el));
+      collect(getComputedStyle(el, '::before'));
+      collect(getComputedStyle(el, '::after'));
+    }
+    for (const url of urls) {
+      waits.push((async () => {
+        const probe = new Image();
+        probe.src = url;
+        try { await probe.decode(); } catch (e) { broken.push(label(url)); }
+      })());
+    }
+  }
+  await Promise.all(waits);
   return broken;
 }
 """

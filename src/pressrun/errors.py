@@ -22,9 +22,13 @@ dispatcher). :func:`error_body` turns any of them into the one dict shape that i
     │   ├── OutputTooLargeError        output_too_large          (rendered HTML past its size budget)
     │   ├── BlockedUrlError            blocked_url               (render tried to load a URL the policy refuses)
     │   ├── AssetLoadError             asset_load_failed         (an allowed image/font failed to load)
+    │   ├── SelectorNotFoundError      selector_not_found        (no element matches the capture selector)
     │   ├── RenderTimeoutError         render_timeout            (Chromium did not finish in time)
     │   └── RenderCrashError           render_crashed   retryable (browser or page crashed mid-render)
-    └── BrowserUnavailableError        browser_unavailable 503   Chromium cannot be found or started
+    ├── BrowserUnavailableError        browser_unavailable 503   Chromium cannot be found or started
+    ├── NotFoundError                  not_found           404   no such resource
+    ├── LinkExpiredError               link_expired        410   a signed file link past its expiry
+    └── InvalidSignatureError          invalid_signature   403   a file link not signed by this service
 """
 
 from __future__ import annotations
@@ -109,6 +113,10 @@ class AssetLoadError(RowError):
     code = "asset_load_failed"
 
 
+class SelectorNotFoundError(RowError):
+    code = "selector_not_found"
+
+
 class RenderTimeoutError(RowError):
     code = "render_timeout"
     http_status = 504
@@ -134,3 +142,18 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, PressrunError):
         return {"code": exc.code, "message": exc.message, **exc.details}
     return {"code": PressrunError.code, "message": f"internal error ({type(exc).__name__})"}
+
+
+class NotFoundError(PressrunError):
+    code = "not_found"
+    http_status = 404
+
+
+class LinkExpiredError(PressrunError):
+    code = "link_expired"
+    http_status = 410
+
+
+class InvalidSignatureError(PressrunError):
+    code = "invalid_signature"
+    http_status = 403

@@ -84,6 +84,7 @@ class RenderOptions:
     quality: int = 90  # JPEG / WebP only
     pdf: PdfOptions = field(default_factory=PdfOptions)
     transparent: bool = False  # PNG/WebP: omit the white page background
+    selector: str | None = None  # images only: capture just the first element matching this CSS selector
 
     def __post_init__(self) -> None:
         validate_range("width", self.width_px, 1, 10_000)

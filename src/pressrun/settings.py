@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
@@ -70,6 +71,37 @@ class TemplatingSettings(BaseModel):
     )
 
 
+class PlanSettings(BaseModel):
+    rate_limit: str = Field("600/minute", description="Requests per key, in `limits` notation.")
+    max_batch_items: int = Field(50_000, ge=1, description="Largest batch a key on this plan may submit.")
+    max_concurrent_batches: int = Field(5, ge=1, description="Unfinished batches a workspace may have at once.")
+
+
+def default_plans() -> dict[str, PlanSettings]:
+    return {
+        "default": PlanSettings(),
+        "free": PlanSettings(rate_limit="60/minute", max_batch_items=1_000, max_concurrent_batches=1),
+    }
+
+
+class ApiSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Address `pressrun serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `pressrun serve` listens on.")
+    public_url: str | None = Field(
+        None, description="Base URL clients reach the server at, for file links (default: the request's own)."
+    )
+    retention_s: int = Field(
+        7 * 24 * 3600, ge=60, description="How long outputs are kept; signed file URLs expire with them."
+    )
+    sweep_interval_s: float = Field(600.0, gt=0, description="How often expired outputs are deleted.")
+    max_body_mb: int = Field(100, ge=1, description="Largest request body (JSON or upload) in MiB.")
+    idempotency_ttl_s: int = Field(24 * 3600, ge=60, description="How long an Idempotency-Key is remembered.")
+    plans: dict[str, PlanSettings] = Field(
+        default_factory=default_plans,
+        description="Plans by name (JSON in the environment): rate_limit, max_batch_items, max_concurrent_batches.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PRESSRUN_",
@@ -78,10 +110,24 @@ class Settings(BaseSettings):
         populate_by_name=True,
     )
 
+    data_dir: Path = Field(
+        Path("data"), description="Where the embedded database, output files and the signing secret live."
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the metadata database, e.g. postgresql+psycopg://host/db "
+        "(default: SQLite in the data directory).",
+    )
     render: RenderSettings = Field(default_factory=RenderSettings, description="Chromium rendering.")
     templating: TemplatingSettings = Field(
         default_factory=TemplatingSettings, description="The expression engine."
     )
+
+    api: ApiSettings = Field(default_factory=ApiSettings, description="The HTTP service.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'pressrun.db').resolve()}"
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
@@ -117,7 +163,10 @@ def iter_settings_table() -> Iterator[tuple[str, str, Any, str]]:
     """Yield (dotted name, environment variable, default, help) for every setting."""
     for group_name, group_field in Settings.model_fields.items():
         group_model = group_field.annotation
-        assert isinstance(group_model, type) and issubclass(group_model, BaseModel)
+        if not (isinstance(group_model, type) and issubclass(group_model, BaseModel)):
+            default = group_field.get_default(call_default_factory=True)
+            yield group_name, f"PRESSRUN_{group_name.upper()}", default, group_field.description or ""
+            continue
         for name, field in group_model.model_fields.items():
             default = field.get_default(call_default_factory=True)
             env = f"PRESSRUN_{group_name.upper()}__{name.upper()}"

@@ -13,8 +13,11 @@ def test_every_setting_is_documented_and_named_mechanically():
     rows = list(iter_settings_table())
     assert len(rows) >= 10
     for name, env, _default, help_text in rows:
-        group, attr = name.split(".")
-        assert env == f"PRESSRUN_{group.upper()}__{attr.upper()}"
+        if "." not in name:  # top-level settings: data_dir, database_url
+            assert env == f"PRESSRUN_{name.upper()}"
+        else:
+            group, attr = name.split(".")
+            assert env == f"PRESSRUN_{group.upper()}__{attr.upper()}"
         assert len(help_text) > 15, f"{name} has no real description"
 
 

@@ -1,4 +1,4 @@
-"""The ``pressrun`` command line: render, preview, variables, settings.
+"""The ``pressrun`` command line: render, preview, variables, settings, serve, keys.
 
 Exit codes: 0 every row rendered; 1 some rows failed (listed in OUTDIR/errors.jsonl); 2 usage errors,
 unusable templates or data files, or no usable Chromium; 130 interrupted.
@@ -224,5 +224,14 @@ def settings_command() -> None:
     for name, env, default, help_text in iter_settings_table():
         click.echo(f"{name}\n  env: {env}\n  default: {default!r}\n  {help_text}\n")
 
+
+def _add_server_commands() -> None:
+    from pressrun.cli.server import keys, serve
+
+    main.add_command(serve)
+    main.add_command(keys)
+
+
+_add_server_commands()
 
 __all__ = ["main"]

@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Route
 from playwright.async_api import Error as PlaywrightError
 
-from pressrun.errors import AssetLoadError, BlockedUrlError
+from pressrun.errors import AssetLoadError, BlockedUrlError, SelectorNotFoundError
 from pressrun.models import OutputFormat, RenderOptions
 from pressrun.rendering.assets import AssetCache
 from pressrun.rendering.policy import TEMPLATE_ORIGIN, NetworkPolicy, PassThrough, Refuse, ServeAsset
@@ -87,6 +87,17 @@ async ([html, allowSwap]) => {
   }
   await Promise.all(waits);
   return broken;
+}
+"""
+
+ELEMENT_BOX = r"""
+(selector) => {
+  let el;
+  try { el = document.querySelector(selector); } catch (e) { return 'invalid'; }
+  if (!el) return null;
+  const r = el.getBoundingClientRect();
+  if (r.width < 1 || r.height < 1) return null;
+  return { x: r.x + window.scrollX, y: r.y + window.scrollY, width: r.width, height: r.height };
 }
 """
 
@@ -226,11 +237,26 @@ class PageSlot:
                 raise BlockedUrlError(f"blocked request to {shorten(src)}: file: URLs are not allowed", url=src)
             raise AssetLoadError(f"image {shorten(src)!r} failed to load", url=shorten(src))
 
-    async def screenshot(self, options: RenderOptions) -> bytes:
+    async def element_box(self, selector: str) -> dict[str, float]:
+        """The clip of the first element matching ``selector`` (in CSS pixels)."""
+        assert self.page is not None
+        box = await self.page.evaluate(ELEMENT_BOX, selector)
+        if box == "invalid":
+            raise SelectorNotFoundError(f"selector {selector!r} is not a valid CSS selector", selector=selector)
+        if box is None:
+            raise SelectorNotFoundError(f"no element matches selector {selector!r}", selector=selector)
+        return box
+
+    async def screenshot(self, options: RenderOptions) -> tuple[bytes, tuple[int, int]]:
+        """The capture and its size in device pixels."""
         assert self.cdp is not None
+        clip = {"x": 0, "y": 0, "width": options.width_px, "height": options.height_px}
+        if options.selector:
+            clip = await self.element_box(options.selector)
+        size = (round(clip["width"] * options.scale), round(clip["height"] * options.scale))
         params: dict[str, object] = {
             "format": options.format.value,
-            "clip": {"x": 0, "y": 0, "width": options.width_px, "height": options.height_px, "scale": options.scale},
+            "clip": {**clip, "scale": options.scale},
             "captureBeyondViewport": False,
             "fromSurface": True,
         }
@@ -241,7 +267,7 @@ class PageSlot:
         else:
             params["quality"] = options.quality
         reply = await self.cdp.send("Page.captureScreenshot", params)
-        return base64.b64decode(reply["data"])
+        return base64.b64decode(reply["data"]), size
 
     async def pdf(self, options: RenderOptions) -> bytes:
         """Print to PDF in one CDP round trip (Playwright's page.pdf streams it back in chunks)."""

@@ -98,6 +98,10 @@ class ChromiumRenderer:
             await self._playwright.stop()
         self._browser = self._playwright = None
 
+    def is_connected(self) -> bool:
+        """Chromium is up (or being restarted after a crash or recycle, which the next render awaits)."""
+        return self._browser is not None and (self._browser.is_connected() or not self._open_gate.is_set())
+
     @property
     def browser_pid(self) -> int | None:
         """The browser's process id (used by crash tests and diagnostics)."""
@@ -112,7 +116,7 @@ class ChromiumRenderer:
             slot = await self._acquire()
             generation = self._generation
             try:
-                data = await self._render_on(slot, html, options, asset_root)
+                data, size = await self._render_on(slot, html, options, asset_root)
                 break
             except RenderCrashError:
                 await self._recover(slot, generation)
@@ -123,7 +127,7 @@ class ChromiumRenderer:
                 await self._release(slot)
         if options.format is OutputFormat.PNG:
             data = await asyncio.to_thread(recompress_png, data, self.settings.png_compress_level)
-        width, height = options.output_size_px
+        width, height = size
         return RenderResult(
             data=data,
             format=options.format,
@@ -134,7 +138,7 @@ class ChromiumRenderer:
 
     async def _render_on(
         self, slot: PageSlot, html: str, options: RenderOptions, asset_root: Path | None
-    ) -> bytes:
+    ) -> tuple[bytes, tuple[int, int]]:
         assert self._browser is not None
         try:
             # Opening a page is the pool's cost, not the row's: it has its own budget, so a short
@@ -162,10 +166,12 @@ class ChromiumRenderer:
             first_line = (exc.message or str(exc)).splitlines()[0]
             raise RenderCrashError(f"Chromium failed while rendering: {first_line}") from exc
 
-    async def _steps(self, slot: PageSlot, html: str, options: RenderOptions, asset_root: Path | None) -> bytes:
+    async def _steps(
+        self, slot: PageSlot, html: str, options: RenderOptions, asset_root: Path | None
+    ) -> tuple[bytes, tuple[int, int]]:
         await slot.load(html, asset_root)
         if options.format is OutputFormat.PDF:
-            return await slot.pdf(options)
+            return await slot.pdf(options), options.output_size_px
         return await slot.screenshot(options)
 
     async def _unless_browser_dies(self, work: Coroutine[Any, Any, Any]) -> Any:

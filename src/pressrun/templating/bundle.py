@@ -154,13 +154,15 @@ def parse_pdf_options(raw: Any, fail: Any) -> PdfOptions:
     return PdfOptions(page_size=page_size, landscape=landscape, margin_mm=float(margin))
 
 
-def build_document(body_html: str, *, stylesheet: bool) -> str:
+def build_document(body_html: str, *, stylesheet: bool, css: str | None = None) -> str:
     """Wrap a row's rendered HTML into a full document with the base style and the template's CSS.
 
     A template may be a whole document (``<html><head>…``) or a fragment; both work. The base style
     goes first so the template's own CSS can override it.
     """
     head_extra = BASE_STYLE + ('<link rel="stylesheet" href="style.css">' if stylesheet else "")
+    if css:  # templates stored by the API carry their CSS inline; the same for every row
+        head_extra += f"<style>{css}</style>"
     match = HEAD_OPEN.search(body_html)
     if match:
         return body_html[: match.end()] + head_extra + body_html[match.end() :]

@@ -1,0 +1,46 @@
+"""Bearer-key authentication and per-key rate limits (the `limits` library, moving window)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from pressrun.api.problems import ApiProblem
+from pressrun.db import repo
+from pressrun.db.repo import ApiKey
+
+
+async def authenticate(request: Request) -> ApiKey:
+    service = request.app.state.service
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiProblem(401, "send an API key as 'Authorization: Bearer <key>'", code="unauthorized",
+                         headers={"WWW-Authenticate": "Bearer"})
+    key = await run_in_threadpool(repo.find_key, service.db, token.strip())
+    if key is None:
+        raise ApiProblem(401, "the API key is not valid (unknown or revoked)", code="unauthorized",
+                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    limit = service.rate_limit(key.plan)
+    allowed = service.limiter.hit(limit, key.key_hash)
+    reset_at, remaining = service.limiter.get_window_stats(limit, key.key_hash)
+    headers = {
+        "X-RateLimit-Limit": str(limit.amount),
+        "X-RateLimit-Remaining": str(max(0, remaining)),
+        "X-RateLimit-Reset": str(math.ceil(reset_at)),
+    }
+    request.state.rate_headers = headers
+    if not allowed:
+        retry_after = max(1, math.ceil(reset_at - time.time()))
+        raise ApiProblem(
+            429,
+            f"rate limit of {limit.amount} requests per {limit.get_expiry()} s for this key's plan "
+            f"({key.plan!r}) exceeded; retry in {retry_after} s",
+            code="rate_limited",
+            headers={**headers, "Retry-After": str(retry_after)},
+        )
+    request.state.api_key = key
+    return key

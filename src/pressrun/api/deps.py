@@ -1,0 +1,56 @@
+"""Shared helpers for routes: the service, signed file URLs, template lookup, compile checks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from pressrun.api.problems import ApiProblem
+from pressrun.db import repo
+from pressrun.errors import TemplateSyntaxError
+from pressrun.service import Service
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service
+
+
+def base_url(request: Request) -> str:
+    configured = service_of(request).settings.api.public_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
+def file_url(request: Request, key: str, expires_at: datetime) -> str:
+    signed = service_of(request).signer.sign(key, int(expires_at.timestamp()))
+    return f"{base_url(request)}/files/{key}?{signed}"
+
+
+def retention(request: Request) -> timedelta:
+    return timedelta(seconds=service_of(request).settings.api.retention_s)
+
+
+def expiry_from(finished_at: datetime | None, request: Request) -> datetime:
+    start = repo.aware(finished_at) or datetime.now(UTC)
+    return start + retention(request)
+
+
+async def template_or_404(request: Request, workspace_id: int, uid: str) -> Any:
+    row = await run_in_threadpool(repo.get_template, service_of(request).db, workspace_id, uid)
+    if row is None:
+        raise ApiProblem(404, f"no template with uid {uid!r} in this workspace", code="template_not_found",
+                         templateUid=uid)
+    return row
+
+
+def check_template_source(request: Request, html: str, field: str = "html") -> list[str]:
+    """Compile to catch syntax errors at create/update time; returns the variables it uses."""
+    try:
+        return service_of(request).template_engine.compile(html, name="template.html").variables()
+    except TemplateSyntaxError as exc:
+        line = exc.details.get("line")
+        raise ApiProblem(
+            422, f"{field}: {exc.message}", code="template_syntax_error", field=field, line=line,
+        ) from exc

@@ -1,0 +1,337 @@
+"""Batches: accept (JSON variableSets or a CSV/XLSX/JSONL upload), results, list, cancel, retry,
+ZIP download and merged PDF. Nothing renders in the request: accepting writes the batch and its
+items in one transaction and wakes the dispatcher."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import ValidationError
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from pressrun.api.auth import authenticate
+from pressrun.api.deps import check_template_source, expiry_from, file_url, service_of, template_or_404
+from pressrun.api.problems import ApiProblem, field_path, shown
+from pressrun.api.schemas import BatchAccepted, BatchOptions, BatchRenderIn
+from pressrun.data import open_rows
+from pressrun.db import repo
+from pressrun.db.repo import ApiKey, BatchTooLarge
+from pressrun.errors import DataError, PressrunError
+from pressrun.jobs.archive import ArchiveEntry, stream_zip
+from pressrun.models import OutputFormat
+from pressrun.naming import OutputNamer
+from pressrun.rendering.pdf import merge_pdfs
+
+router = APIRouter(tags=["batches"])
+
+UPLOAD_TYPES = {
+    "text/csv": "csv",
+    "application/csv": "csv",
+    "text/tab-separated-values": "tsv",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "application/x-ndjson": "jsonl",
+    "application/jsonl": "jsonl",
+    "application/x-jsonlines": "jsonl",
+    "application/jsonlines": "jsonl",
+}
+STATUSES = ("pending", "processing", "completed", "partial", "failed", "cancelled")
+ITEM_STATUSES = ("queued", "rendering", "completed", "failed", "cancelled")
+
+
+def options_problem(exc: ValidationError) -> ApiProblem:
+    errors = [{"field": field_path(e["loc"]), "message": e["msg"], "value": shown(e.get("input"))}
+              for e in exc.errors()]
+    first = errors[0]
+    return ApiProblem(422, f"{first['field']}: {first['message']} (got {first['value']!r})",
+                      code="validation_error", errors=errors)
+
+
+async def read_upload(request: Request, content_type: str) -> tuple[Path, str, dict[str, Any]]:
+    """Spool the uploaded data file to disk; returns its path, format and the options sent with it."""
+    service = service_of(request)
+    options: dict[str, Any] = dict(request.query_params)
+    tmp = tempfile.NamedTemporaryFile(dir=service.settings.data_dir, delete=False, suffix=".upload")
+    with tmp:
+        if content_type == "multipart/form-data":
+            form = await request.form(max_files=1, max_fields=50)
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise ApiProblem(422, "file: a multipart batch needs a 'file' field with the CSV, XLSX or JSONL data",
+                                 code="validation_error", field="file")
+            for name, value in form.multi_items():
+                if name != "file" and isinstance(value, str):
+                    options[name] = value
+            name = (upload.filename or "").lower()
+            fmt = next((f for ext, f in ((".csv", "csv"), (".tsv", "tsv"), (".xlsx", "xlsx"), (".jsonl", "jsonl"),
+                                         (".ndjson", "jsonl"), (".json", "json")) if name.endswith(ext)), None)
+            fmt = fmt or UPLOAD_TYPES.get((upload.content_type or "").split(";")[0].strip().lower())
+            if fmt is None:
+                raise ApiProblem(415, f"file: {upload.filename!r} is not CSV, TSV, XLSX, JSON or JSONL "
+                                 "(by extension or content type)", code="unsupported_media_type", field="file")
+            while chunk := await upload.read(1 << 16):
+                tmp.write(chunk)
+        else:
+            fmt = UPLOAD_TYPES[content_type]
+            async for chunk in request.stream():
+                tmp.write(chunk)
+    return Path(tmp.name), fmt, options
+
+
+def parse_options(raw: dict[str, Any]) -> BatchOptions:
+    known = {k: v for k, v in raw.items() if v != ""}
+    for flag in ("zip",):
+        if isinstance(known.get(flag), str):
+            known[flag] = known[flag].lower() in ("1", "true", "yes", "on")
+    try:
+        return BatchOptions.model_validate(known)
+    except ValidationError as exc:
+        raise options_problem(exc) from exc
+
+
+def rows_from_file(path: Path, fmt: str) -> Iterator[tuple[dict[str, Any] | None, Any]]:
+    source = open_rows(path, format=fmt)
+    for row in source:
+        yield row.values, row.error
+
+
+@router.post("/templates/{uid}/batch-render", status_code=202)
+async def batch_render(uid: str, request: Request, key: ApiKey = Depends(authenticate)) -> Any:
+    service = service_of(request)
+    template = await template_or_404(request, key.workspace_id, uid)
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    plan = service.plan(key.plan)
+    open_batches = await run_in_threadpool(repo.count_open_batches, service.db, key.workspace_id)
+    if open_batches >= plan.max_concurrent_batches:
+        raise ApiProblem(429, f"this workspace already has {open_batches} unfinished batches; the {key.plan!r} plan "
+                         f"allows {plan.max_concurrent_batches} at once", code="too_many_batches",
+                         limit=plan.max_concurrent_batches, headers={"Retry-After": "30"})
+    upload: Path | None = None
+    try:
+        if content_type == "application/json":
+            try:
+                payload = json.loads(await request.body())
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ApiProblem(400, f"the request body is not valid JSON: {exc}", code="malformed_json") from exc
+            try:
+                body = BatchRenderIn.model_validate(payload)
+            except ValidationError as exc:
+                raise options_problem(exc) from exc
+            options: BatchOptions = body
+            sets = body.variable_sets
+            if not sets:
+                raise ApiProblem(422, f"variableSets is empty; send 1 to {plan.max_batch_items} variable sets",
+                                 code="empty_batch", field="variableSets", limit=plan.max_batch_items)
+            if len(sets) > plan.max_batch_items:
+                raise too_large(plan.max_batch_items, key.plan, len(sets))
+            rows: Any = ((values, None) for values in sets)
+        elif content_type == "multipart/form-data" or content_type in UPLOAD_TYPES:
+            upload, fmt, raw_options = await read_upload(request, content_type)
+            options = parse_options(raw_options)
+            try:
+                open_rows(upload, format=fmt)  # header and first row: an empty or unreadable file is a 422 now
+            except DataError as exc:
+                raise ApiProblem(422, exc.message.replace(upload.name, "the uploaded file"), code="data_error",
+                                 **{k: v for k, v in exc.details.items() if k in ("line", "column")}) from exc
+            rows = rows_from_file(upload, fmt)
+        else:
+            raise ApiProblem(415, f"Content-Type {content_type!r} is not accepted; send application/json with "
+                             f"variableSets, or a data file as multipart/form-data or one of "
+                             f"{', '.join(sorted(UPLOAD_TYPES))}", code="unsupported_media_type")
+        fmt_value = OutputFormat.parse(options.format or template.format).value
+        if options.filename:
+            check_template_source(request, options.filename, field="filename")
+        batch = {
+            "workspace_id": key.workspace_id, "template_id": template.id, "template_version": template.version,
+            "format": fmt_value, "quality": options.quality or template.quality, "scale": options.scale or template.scale,
+            "width": options.width or template.width, "height": options.height or template.height,
+            "locale": options.locale or template.locale, "concurrency": options.concurrency,
+            "filename": options.filename, "zip": options.zip,
+            "webhook_url": str(options.webhook_url) if options.webhook_url else None,
+        }
+        try:
+            batch_uid, total = await run_in_threadpool(repo.create_batch, service.db, batch, rows, plan.max_batch_items)
+        except BatchTooLarge as exc:
+            raise too_large(exc.limit, key.plan, None) from exc
+        except ValueError as exc:
+            raise ApiProblem(422, "the uploaded file has no data rows", code="empty_batch") from exc
+        except DataError as exc:
+            raise ApiProblem(422, exc.message.replace(upload.name if upload else "", "the uploaded file"),
+                             code="data_error", **{k: v for k, v in exc.details.items() if k in ("line",)}) from exc
+    finally:
+        if upload is not None:
+            upload.unlink(missing_ok=True)
+    service.dispatcher.wake()
+    row = await run_in_threadpool(repo.get_batch, service.db, key.workspace_id, batch_uid)
+    # The dispatcher may already have started it; to the client it is accepted and not yet done.
+    status = "pending" if row.status in ("pending", "processing") else row.status
+    return BatchAccepted(batch_id=batch_uid, status=status, total_items=total,
+                         message=f"batch accepted: {total} items queued").model_dump(by_alias=True)
+
+
+def too_large(limit: int, plan: str, got: int | None) -> ApiProblem:
+    got_text = f" (got {got})" if got is not None else ""
+    return ApiProblem(413, f"a batch on the {plan!r} plan may have at most {limit} items{got_text}",
+                      code="batch_too_large", limit=limit)
+
+
+async def batch_or_404(request: Request, key: ApiKey, batch_id: str) -> Any:
+    row = await run_in_threadpool(repo.get_batch, service_of(request).db, key.workspace_id, batch_id)
+    if row is None:
+        raise ApiProblem(404, f"no batch with id {batch_id!r} in this workspace", code="batch_not_found",
+                         batchId=batch_id)
+    return row
+
+
+def batch_summary(row: Any, counts: dict[str, int]) -> dict[str, Any]:
+    return {
+        "batchId": row.uid,
+        "templateUid": row.template_uid,
+        "templateVersion": row.template_version,
+        "status": row.status,
+        "format": row.format,
+        "totalItems": row.total_items,
+        "completedCount": counts.get("completed", 0),
+        "failedCount": counts.get("failed", 0),
+        "cancelledCount": counts.get("cancelled", 0),
+        "pendingCount": counts.get("queued", 0) + counts.get("rendering", 0),
+        "createdAt": iso(row.created_at),
+        "startedAt": iso(row.started_at),
+        "completedAt": iso(row.completed_at),
+    }
+
+
+def iso(value: Any) -> str | None:
+    value = repo.aware(value)
+    return value.isoformat() if value is not None else None
+
+
+def item_result(request: Request, item: Any) -> dict[str, Any]:
+    status = item.status
+    url = None
+    if item.status == "completed":
+        if item.expired_at is not None:
+            status = "expired"
+        elif item.output_key:
+            url = file_url(request, item.output_key, expiry_from(item.finished_at, request))
+    return {
+        "index": item.idx,
+        "status": status,
+        "url": url,
+        "width": item.width,
+        "height": item.height,
+        "bytes": item.bytes,
+        "renderTimeMs": item.render_ms,
+        "error": {"code": item.error_code, "message": item.error_message} if item.error_code else None,
+    }
+
+
+@router.get("/templates/batch")
+async def list_batches(request: Request, offset: int = Query(0, ge=0), limit: int = Query(20, ge=1, le=100),
+                       key: ApiKey = Depends(authenticate)) -> dict[str, Any]:
+    service = service_of(request)
+    total, rows = await run_in_threadpool(repo.list_batches, service.db, key.workspace_id, offset, limit)
+    out = []
+    for row in rows:
+        counts = await run_in_threadpool(repo.item_counts, service.db, row.id)
+        out.append(batch_summary(row, counts))
+    return {"batches": out, "total": total, "offset": offset, "limit": limit}
+
+
+@router.get("/templates/batch/{batch_id}/results")
+async def batch_results(
+    batch_id: str,
+    request: Request,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=1000),
+    status: str | None = Query(None),
+    key: ApiKey = Depends(authenticate),
+) -> dict[str, Any]:
+    if status is not None and status not in ITEM_STATUSES:
+        raise ApiProblem(422, f"status: {status!r} is not an item status; valid: {', '.join(ITEM_STATUSES)}",
+                         code="validation_error", field="status", value=status)
+    service = service_of(request)
+    row = await batch_or_404(request, key, batch_id)
+    counts = await run_in_threadpool(repo.item_counts, service.db, row.id)
+    items = await run_in_threadpool(repo.list_items, service.db, row.id, offset, limit, status)
+    return {**batch_summary(row, counts), "offset": offset, "limit": limit,
+            "results": [item_result(request, item) for item in items]}
+
+
+@router.post("/templates/batch/{batch_id}/cancel")
+async def cancel_batch(batch_id: str, request: Request, key: ApiKey = Depends(authenticate)) -> dict[str, Any]:
+    service = service_of(request)
+    row = await batch_or_404(request, key, batch_id)
+    if row.status in repo.FINISHED_BATCH_STATES:
+        raise ApiProblem(409, f"batch {batch_id!r} has already finished ({row.status}); only pending or processing "
+                         "batches can be cancelled", code="batch_finished", batchStatus=row.status)
+    status = await run_in_threadpool(repo.cancel_batch, service.db, row.id)
+    counts = await run_in_threadpool(repo.item_counts, service.db, row.id)
+    row = await batch_or_404(request, key, batch_id)
+    message = "batch cancelled" if status == "cancelled" else "cancelling: items in flight will finish"
+    return {**batch_summary(row, counts), "message": message}
+
+
+@router.post("/templates/batch/{batch_id}/retry")
+async def retry_batch(batch_id: str, request: Request, key: ApiKey = Depends(authenticate)) -> dict[str, Any]:
+    service = service_of(request)
+    row = await batch_or_404(request, key, batch_id)
+    count = await run_in_threadpool(repo.retry_failed, service.db, row.id)
+    if count == 0:
+        raise ApiProblem(409, f"batch {batch_id!r} has no failed items to retry", code="nothing_to_retry")
+    service.dispatcher.wake()
+    counts = await run_in_threadpool(repo.item_counts, service.db, row.id)
+    row = await batch_or_404(request, key, batch_id)
+    return {**batch_summary(row, counts), "retriedCount": count, "message": f"{count} failed items queued again"}
+
+
+def archive_entries(service: Any, row: Any) -> Iterator[ArchiveEntry]:
+    namer = OutputNamer(OutputFormat(row.format), row.total_items)
+    for item in repo.iter_items(service.db, row.id):
+        has_file = item.status == "completed" and item.expired_at is None and item.output_key
+        status = "expired" if item.status == "completed" and not has_file else item.status
+        yield ArchiveEntry(
+            index=item.idx,
+            status=status,
+            name=namer.assign(item.file_name, item.idx) if has_file else None,
+            path=service.storage.path(item.output_key) if has_file else None,
+            error_code=item.error_code,
+            error_message=item.error_message,
+        )
+
+
+@router.get("/templates/batch/{batch_id}/download")
+async def download(batch_id: str, request: Request, merge: str | None = Query(None),
+                   key: ApiKey = Depends(authenticate)) -> Any:
+    service = service_of(request)
+    row = await batch_or_404(request, key, batch_id)
+    if merge is not None:
+        if merge != "pdf":
+            raise ApiProblem(422, f"merge: {merge!r} is not supported; the only value is 'pdf'",
+                             code="validation_error", field="merge", value=merge)
+        if row.format != "pdf":
+            raise ApiProblem(409, f"batch {batch_id!r} renders {row.format}; ?merge=pdf needs a PDF batch",
+                             code="not_a_pdf_batch")
+        paths = [e.path for e in archive_entries(service, row) if e.path is not None and e.path.exists()]
+        if not paths:
+            raise ApiProblem(409, f"batch {batch_id!r} has no completed PDFs to merge", code="nothing_to_download")
+        tmp = Path(tempfile.mkstemp(dir=service.settings.data_dir, suffix=".pdf")[1])
+        try:
+            await run_in_threadpool(merge_pdfs, paths, tmp)
+        except PressrunError:
+            tmp.unlink(missing_ok=True)
+            raise
+        return FileResponse(tmp, media_type="application/pdf", filename=f"{batch_id}.pdf",
+                            background=BackgroundTask(tmp.unlink, missing_ok=True))
+    return StreamingResponse(
+        stream_zip(archive_entries(service, row)),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{batch_id}.zip"'},
+    )

@@ -1,0 +1,6 @@
+"""Metadata database: tables (schema.py), engine set-up (engine.py), migrations (Alembic)."""
+
+from pressrun.db.engine import connect, migrate
+from pressrun.db.schema import metadata
+
+__all__ = ["connect", "metadata", "migrate"]

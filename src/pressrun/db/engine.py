@@ -1,0 +1,71 @@
+"""Engine set-up and migrations.
+
+SQLite is the zero-configuration default: WAL journal (readers never block the writer), a busy
+timeout instead of "database is locked", foreign keys on, and ``BEGIN IMMEDIATE`` so a transaction
+that will write takes the write lock up front rather than failing half-way. PostgreSQL needs none of that.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from pressrun.errors import ConfigError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def connect(url: str) -> Engine:
+    """An engine for ``url`` (sqlite:///path or postgresql+psycopg://...)."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several kinds for a bad URL
+        raise ConfigError(
+            f"PRESSRUN_DATABASE_URL={url!r} is not a database URL: {exc}; "
+            "use sqlite:///path/to/file.db or postgresql+psycopg://user@host/dbname",
+            setting="PRESSRUN_DATABASE_URL",
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=8)
+        _sqlite_pragmas(engine)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    raise ConfigError(
+        f"PRESSRUN_DATABASE_URL={url!r}: {parsed.get_backend_name()} is not supported; use SQLite or PostgreSQL",
+        setting="PRESSRUN_DATABASE_URL",
+    )
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # let us issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection) -> None:  # type: ignore[no-untyped-def]
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema up to date (idempotent; run at every start)."""
+    command.upgrade(alembic_config(engine), "head")

@@ -1,0 +1,1 @@
+"""Batch jobs: dispatching items to the renderer, archives of their outputs."""

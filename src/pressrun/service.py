@@ -1,0 +1,97 @@
+"""The running service: settings, database, storage, renderer, dispatcher and sweeper, wired once.
+
+``pressrun serve`` builds one :class:`Service` and hands it to the API (``app.state.service``);
+tests build their own against a temporary data directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy import Engine
+
+from pressrun.db import connect, migrate, repo
+from pressrun.jobs.dispatcher import Dispatcher, TemplateCache
+from pressrun.rendering import ChromiumRenderer
+from pressrun.settings import PlanSettings, Settings
+from pressrun.storage import LocalStorage, UrlSigner, load_or_create_secret
+from pressrun.templating import Engine as TemplateEngine
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(self, settings: Settings, *, db: Engine | None = None) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = db or connect(settings.resolved_database_url)
+        self.storage = LocalStorage(settings.data_dir / "files")
+        self.signer = UrlSigner(load_or_create_secret(settings.data_dir / "secret.key"))
+        t = settings.templating
+        self.template_engine = TemplateEngine(
+            locale=t.locale, strict=t.strict, timeout_s=t.timeout_s, max_output_chars=t.max_output_chars
+        )
+        self.templates = TemplateCache(self.db, self.template_engine, self.storage)
+        self.renderer = ChromiumRenderer(settings.render)
+        self.dispatcher = Dispatcher(self.db, self.storage, self.renderer, self.templates)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._tasks: list[asyncio.Task[None]] = []
+        self.browser_ready = False
+
+    def migrate(self) -> None:
+        migrate(self.db)
+
+    def plan(self, name: str) -> PlanSettings:
+        plans = self.settings.api.plans
+        return plans.get(name) or plans.get("default") or PlanSettings()
+
+    def rate_limit(self, plan: str):  # type: ignore[no-untyped-def]
+        return parse(self.plan(plan).rate_limit)
+
+    async def start(self, *, dispatch: bool = True) -> None:
+        await asyncio.to_thread(self.migrate)
+        await self.renderer.start()
+        self.browser_ready = True
+        if dispatch:
+            self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+        self._tasks.append(asyncio.create_task(self._sweep_forever(), name="sweeper"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.renderer.close()
+        self.browser_ready = False
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.sweep)
+            except Exception:  # the sweeper must outlive a bad moment (disk, database)
+                log.exception("sweeping expired outputs failed")
+            await asyncio.sleep(self.settings.api.sweep_interval_s)
+
+    def sweep(self) -> int:
+        """Delete outputs past the retention period; mark their items expired. Returns how many."""
+        retention = timedelta(seconds=self.settings.api.retention_s)
+        done = 0
+        while True:
+            item_rows, file_rows = repo.expired_outputs(self.db, retention)
+            if not item_rows and not file_rows:
+                return done
+            for row in item_rows:
+                if row.output_key:
+                    self.storage.delete(row.output_key)
+            for row in file_rows:
+                self.storage.delete(row.key)
+            repo.mark_expired(self.db, [r.id for r in item_rows], [r.id for r in file_rows])
+            done += len(item_rows) + len(file_rows)

@@ -59,6 +59,18 @@ async def read_upload(request: Request, content_type: str) -> tuple[Path, str, d
     service = service_of(request)
     options: dict[str, Any] = dict(request.query_params)
     tmp = tempfile.NamedTemporaryFile(dir=service.settings.data_dir, delete=False, suffix=".upload")
+    try:
+        fmt = await _spool(request, content_type, tmp, options)
+    except BaseException:
+        tmp.close()
+        Path(tmp.name).unlink(missing_ok=True)
+        raise
+    # Readers go by extension too (openpyxl refuses a workbook not named .xlsx).
+    path = Path(tmp.name).rename(Path(tmp.name).with_suffix(f".{fmt}"))
+    return path, fmt, options
+
+
+async def _spool(request: Request, content_type: str, tmp: Any, options: dict[str, Any]) -> str:
     with tmp:
         if content_type == "multipart/form-data":
             form = await request.form(max_files=1, max_fields=50)
@@ -82,7 +94,7 @@ async def read_upload(request: Request, content_type: str) -> tuple[Path, str, d
             fmt = UPLOAD_TYPES[content_type]
             async for chunk in request.stream():
                 tmp.write(chunk)
-    return Path(tmp.name), fmt, options
+    return fmt
 
 
 def parse_options(raw: dict[str, Any]) -> BatchOptions:

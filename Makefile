@@ -1,5 +1,5 @@
 # The two commands a user needs: `make run` and `make test`. Both install what they need first.
-.PHONY: setup run test lint bench clean
+.PHONY: setup run examples test lint bench clean
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +7,13 @@ BIN := $(VENV)/bin
 setup:
 	@bash scripts/setup.sh
 
+# The server: API + embedded worker, SQLite and files under ./data, the examples loaded as templates.
+# The first start prints an API key.
 run: setup
+	$(BIN)/pressrun serve --seed-templates examples
+
+# The bundled examples rendered from the command line into out/.
+examples: setup
 	$(BIN)/pressrun render examples/social-card examples/social-card/data.csv -o out/social-card
 	$(BIN)/pressrun render examples/certificate examples/certificate/data.csv -o out/certificate --merge-pdf out/certificates.pdf
 	$(BIN)/pressrun render examples/invoice examples/invoice/data.json -o out/invoice --filename '{{ number }}-{{ customer.name }}'
@@ -21,6 +27,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/throughput.py
+	cd bench && ../$(BIN)/python api_throughput.py
 
 clean:
 	rm -rf out .pytest_cache

@@ -1,4 +1,4 @@
-"""The bundled examples render completely with their own data, as `make run` does."""
+"""The bundled examples render completely with their own data, as `make examples` does."""
 
 from __future__ import annotations
 

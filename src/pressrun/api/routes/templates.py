@@ -7,8 +7,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile  # what request.form() holds; fastapi.UploadFile is a subclass
 
 from pressrun.api.auth import authenticate
 from pressrun.api.deps import check_template_source, service_of, template_or_404
@@ -28,12 +29,18 @@ ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 MAX_ASSET_BYTES = 20 * 2**20
 
 
-def version_fields(body: TemplateIn | TemplateUpdate, *, partial: bool) -> dict[str, Any]:
+def version_fields(body: TemplateIn | TemplateUpdate, *, partial: bool,
+                   current_pdf: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The version columns from a request body. ``partial`` (PUT): only the fields sent; a partial
+    ``pdf`` object is applied over ``current_pdf``, so ``{"pdf": {"landscape": true}}`` keeps the page size."""
     data = body.model_dump(exclude_unset=partial, exclude={"name"})
     if "format" in data and data["format"] == "jpg":
         data["format"] = "jpeg"
     if "pdf" in data:
-        pdf = data.pop("pdf") or {}
+        pdf = data.pop("pdf")
+        if pdf is not None and partial:
+            pdf = {**(current_pdf or {}), **pdf}
+        pdf = pdf or {}
         data["pdf"] = {"page_size": pdf.get("page_size"), "landscape": pdf.get("landscape", False),
                        "margin_mm": pdf.get("margin_mm", 0.0)}
     elif not partial:
@@ -88,11 +95,12 @@ async def get_template(uid: str, request: Request, key: ApiKey = Depends(authent
 @router.put("/templates/{uid}")
 async def update_template(uid: str, body: TemplateUpdate, request: Request,
                           key: ApiKey = Depends(authenticate)) -> dict[str, Any]:
-    await template_or_404(request, key.workspace_id, uid)
+    current = await template_or_404(request, key.workspace_id, uid)
     if body.html is not None:
         check_template_source(request, body.html)
+    changes = version_fields(body, partial=True, current_pdf=current.pdf)
     row = await run_in_threadpool(repo.update_template, service_of(request).db, key.workspace_id, uid, body.name,
-                                  version_fields(body, partial=True))
+                                  changes)
     if row is None:
         raise ApiProblem(404, f"no template with uid {uid!r} in this workspace", code="template_not_found")
     return template_out(row)

@@ -147,7 +147,11 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
         self.filters[GUARD_ITERABLE_FILTER] = _guard_iterable
         self.filters[CONCAT_FILTER] = self._concat
         self.globals.pop("lipsum", None)
-        self.globals.update({name: self.filters[name] for name in FUNCTION_NAMES}, range=_capped_range)
+        self.globals["range"] = _capped_range
+        # Pictify-style calls (``title(name)``) reach these through a compile-time rewrite
+        # (pipes.RuntimeGuards). They are not globals: a row without a ``title`` column must fail
+        # with missing_variable, not print a function.
+        self.functions = {name: self.filters[name] for name in FUNCTION_NAMES}
 
     def check_size(self, value: Any, what: str) -> Any:
         if isinstance(value, str | list | tuple | dict) and len(value) > self.max_output_chars:
@@ -282,7 +286,7 @@ class Engine:
         env = self._env
         try:
             ast = env.parse(rewrite_pipes(source, env, name=name), name=name, filename=name)
-            variables = find_variables(ast, env.globals)
+            variables = find_variables(ast, [*env.globals, *env.functions])
             unshadowed = frozenset(FUNCTION_NAMES) - locally_bound_names(ast)
             RuntimeGuards(unshadowed).visit(ast)
             ast.set_environment(env)

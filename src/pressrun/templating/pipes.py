@@ -125,9 +125,9 @@ class RuntimeGuards(NodeTransformer):
         self.generic_visit(node)
         callee = node.node
         if isinstance(callee, nodes.Name) and callee.name in self.unshadowed_functions:
-            globals_ = nodes.EnvironmentAttribute("globals", lineno=callee.lineno)
+            functions = nodes.EnvironmentAttribute("functions", lineno=callee.lineno)
             function_name = nodes.Const(callee.name, lineno=callee.lineno)
-            node.node = nodes.Getitem(globals_, function_name, "load", lineno=callee.lineno)
+            node.node = nodes.Getitem(functions, function_name, "load", lineno=callee.lineno)
         return node
 
 

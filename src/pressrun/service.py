@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from limits import parse
 from limits.storage import MemoryStorage
@@ -22,6 +22,8 @@ from pressrun.rendering import ChromiumRenderer
 from pressrun.settings import PlanSettings, Settings
 from pressrun.storage import LocalStorage, UrlSigner, load_or_create_secret
 from pressrun.templating import Engine as TemplateEngine
+from pressrun.webhooks.sender import WebhookSender
+from pressrun.webhooks.store import EventRecorder
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +41,31 @@ class Service:
         )
         self.templates = TemplateCache(self.db, self.template_engine, self.storage)
         self.renderer = ChromiumRenderer(settings.render)
-        self.dispatcher = Dispatcher(self.db, self.storage, self.renderer, self.templates)
+        self.events = EventRecorder(self.file_url, self.results_url)
+        self.webhooks = WebhookSender(self.db, settings.webhooks)
+        self.dispatcher = Dispatcher(self.db, self.storage, self.renderer, self.templates, recorder=self.events,
+                                     on_batch_finished=self._batch_finished)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
         self._tasks: list[asyncio.Task[None]] = []
         self.browser_ready = False
+
+    @property
+    def base_url(self) -> str:
+        """Where clients reach this server, for links that leave a request's context (webhooks)."""
+        api = self.settings.api
+        return (api.public_url or f"http://{api.host}:{api.port}").rstrip("/")
+
+    def file_url(self, key: str, finished_at: datetime | None, base_url: str | None = None) -> str:
+        """A signed link to a stored output; it expires with the output (retention after it was made)."""
+        start = repo.aware(finished_at) or datetime.now(UTC)
+        expires_at = start + timedelta(seconds=self.settings.api.retention_s)
+        return f"{base_url or self.base_url}/files/{key}?{self.signer.sign(key, int(expires_at.timestamp()))}"
+
+    def results_url(self, batch_uid: str) -> str:
+        return f"{self.base_url}/templates/batch/{batch_uid}/results"
+
+    async def _batch_finished(self, _batch_id: int, _status: str) -> None:
+        self.webhooks.wake()
 
     def migrate(self) -> None:
         migrate(self.db)
@@ -60,6 +83,7 @@ class Service:
         self.browser_ready = True
         if dispatch:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+        self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
         self._tasks.append(asyncio.create_task(self._sweep_forever(), name="sweeper"))
 
     async def stop(self) -> None:

@@ -102,6 +102,22 @@ class ApiSettings(BaseModel):
     )
 
 
+class WebhookSettings(BaseModel):
+    retry_min_s: float = Field(180.0, gt=0, description="First retry delay of a failed delivery; doubles per attempt.")
+    retry_max_s: float = Field(4 * 3600.0, gt=0, description="Longest delay between two delivery attempts.")
+    max_attempts: int = Field(
+        8, ge=1, le=50, description="Attempts per event before giving up (default: 8 over about 6 hours)."
+    )
+    timeout_s: float = Field(10.0, gt=0, description="Time a receiver has to answer one delivery.")
+    disable_after_failures: int = Field(
+        20, ge=1, description="Disable a subscription after this many consecutive events that failed to deliver."
+    )
+    allow_private_networks: bool = Field(
+        False, description="Allow webhook URLs on loopback/private/link-local addresses (tests, intranets)."
+    )
+    concurrency: int = Field(8, ge=1, le=100, description="Deliveries in flight at once.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PRESSRUN_",
@@ -124,6 +140,7 @@ class Settings(BaseSettings):
     )
 
     api: ApiSettings = Field(default_factory=ApiSettings, description="The HTTP service.")
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings, description="Webhook deliveries.")
 
     @property
     def resolved_database_url(self) -> str:

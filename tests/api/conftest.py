@@ -53,6 +53,9 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
         data_dir=data_dir,
         render=RenderSettings(concurrency=2, timeout_s=15),
         api={"plans": {"default": PlanSettings(rate_limit="100000/minute"), "tiny": TINY}},  # type: ignore[arg-type]
+        # Webhook receivers in tests live on loopback; retries are fast so tests see several attempts.
+        webhooks={"allow_private_networks": True, "retry_min_s": 0.2, "retry_max_s": 1.0, "timeout_s": 3.0,
+                  "max_attempts": 4, "disable_after_failures": 2},  # type: ignore[arg-type]
     )
     service = Service(settings)
     await service.start()

@@ -201,3 +201,57 @@ def test_bad_input_never_takes_the_server_down(server_factory):
         assert server.process is not None and server.process.poll() is None
         ok = client.post(f"/templates/{uid}/render", json={"variables": {"n": 1}}, headers=auth(key))
         assert ok.status_code == 200, ok.text
+
+
+def test_a_webhook_cut_off_by_kill_9_is_delivered_after_restart(server_factory):
+    import http.server
+    import json
+
+    from pressrun.webhooks import verify
+
+    received: list[tuple[dict[str, str], bytes]] = []
+    first_arrived = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append((dict(self.headers.items()), body))
+            if len(received) == 1:
+                first_arrived.set()
+                time.sleep(8)  # the server is killed while this delivery is in flight
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.daemon_threads = True
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    server = server_factory(env={**SERVER_ENV, "PRESSRUN_WEBHOOKS__ALLOW_PRIVATE_NETWORKS": "true",
+                                 "PRESSRUN_WEBHOOKS__TIMEOUT_S": "20"})
+    server.start()
+    key = server.first_key
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            sub = client.post("/webhook-subscriptions", json={"url": hook}, headers=auth(key)).json()
+            uid = make_template(client, key)
+            batch_id = client.post(f"/templates/{uid}/batch-render", json={"variableSets": [{"n": 1}, {"n": 2}]},
+                                   headers=auth(key)).json()["batchId"]
+            assert first_arrived.wait(60), "the first delivery attempt never came"
+            server.kill()
+        server.start()
+        # Well inside the 45 s lease of the cut-off attempt: the restart itself must release it.
+        deadline = time.monotonic() + 20
+        while len(received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(received) >= 2, "the delivery was not sent again after the restart"
+        (first_headers, first_body), (headers, body) = received[0], received[1]
+        assert headers["X-Pressrun-Delivery-Id"] == first_headers["X-Pressrun-Delivery-Id"]
+        assert body == first_body
+        verify(body, headers["X-Pressrun-Signature"], sub["secret"])
+        assert json.loads(body)["data"]["batchId"] == batch_id
+    finally:
+        receiver.shutdown()

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from pressrun import __version__
 from pressrun.api import problems
 from pressrun.api.middleware import BodyLimit, Idempotency, RateHeaders
-from pressrun.api.routes import batches, renders, system, templates
+from pressrun.api.routes import batches, renders, system, templates, webhooks
 from pressrun.service import Service
 
 
@@ -39,6 +39,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     app.include_router(batches.router)
     app.include_router(templates.router)
     app.include_router(renders.router)
+    app.include_router(webhooks.router)
     app.include_router(system.router)
     app.add_middleware(Idempotency, service_getter=lambda: app.state.service)
     app.add_middleware(RateHeaders)

@@ -7,9 +7,12 @@ from datetime import timedelta
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pressrun.api.problems import problem
+from pressrun.api.auth import authenticate
+from pressrun.api.problems import ApiProblem, problem
 from pressrun.db import repo
 
 
@@ -80,6 +83,10 @@ class Idempotency:
 
     Scoped per API key. The key is claimed before the request runs, so two concurrent requests with
     one key cannot both create a batch: the second gets 409 while the first is running.
+
+    An answer from the store (replay, 409, 422) is still a request by that key: the key is checked
+    first (a revoked key reads nothing back) and the request counts against its rate limit, whose
+    headers the replay carries like any other response.
     """
 
     def __init__(self, app: ASGIApp, service_getter: Any) -> None:
@@ -116,6 +123,10 @@ class Idempotency:
         ttl = timedelta(seconds=service.settings.api.idempotency_ttl_s)
         existing = await run_in_threadpool(repo.idempotency_begin, service.db, key_hash, idem, request_hash, ttl)
         if existing is not None:
+            denied = await self._authenticate(scope)
+            if denied is not None:
+                await denied(scope, receive, send)
+                return
             if existing.request_hash != request_hash:
                 response = problem(422, f"Idempotency-Key {idem!r} was already used with a different request; "
                                    "use a new key for a new request", code="idempotency_key_reused")
@@ -165,3 +176,12 @@ class Idempotency:
                                         bytes(captured))
             else:
                 await run_in_threadpool(repo.idempotency_abandon, service.db, key_hash, idem)
+
+    @staticmethod
+    async def _authenticate(scope: Scope) -> Response | None:
+        """The route's own key check (validity, rate limit, rate headers); the problem when it fails."""
+        try:
+            await authenticate(Request(scope))
+        except ApiProblem as exc:
+            return problem(exc.status, exc.detail, code=exc.code, headers=exc.headers, **exc.extra)
+        return None

@@ -18,15 +18,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pressrun.errors import PressrunError
 
 PROBLEM_JSON = "application/problem+json"
+PARSE_FAILED = "There was an error parsing the body"  # FastAPI's detail when json.loads fails otherwise
+MAX_DETAIL = 1000  # a problem never echoes more of the client's input than this
+MAX_MESSAGE = 500
+MAX_FIELD = 80
 log = logging.getLogger(__name__)
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
 
 
 def problem(status: int, detail: str, *, code: str | None = None, headers: dict[str, str] | None = None,
             **extra: Any) -> JSONResponse:
     title = HTTPStatus(status).phrase
     code = code or title.lower().replace(" ", "_").replace("-", "_")
-    body = {"type": f"urn:pressrun:problem:{code}", "title": title, "status": status, "detail": detail,
-            "code": code, **{k: v for k, v in extra.items() if v is not None}}
+    extra = {k: clip(v, MAX_DETAIL) if isinstance(v, str) else v for k, v in extra.items() if v is not None}
+    body = {"type": f"urn:pressrun:problem:{code}", "title": title, "status": status,
+            "detail": clip(detail, MAX_DETAIL), "code": code, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -46,12 +55,14 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + clip(str(part), MAX_FIELD)
     return out or "body"
 
 
 def shown(value: Any, limit: int = 120) -> Any:
     """The bad value as the client sent it, cut short when huge (a 10 MB string stays out of logs)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
     if isinstance(value, str) and len(value) > limit:
         return value[:limit] + f"… ({len(value)} characters)"
     if isinstance(value, dict | list):
@@ -61,6 +72,8 @@ def shown(value: Any, limit: int = 120) -> Any:
 
 
 def validation_errors(exc: RequestValidationError) -> tuple[int, str, list[dict[str, Any]]]:
+    """(status, detail, errors): 400 for unparseable JSON, 415 for a body that was not sent as JSON
+    (FastAPI then hands the raw bytes to validation), else 422."""
     errors = []
     status = 422
     for error in exc.errors():
@@ -69,8 +82,10 @@ def validation_errors(exc: RequestValidationError) -> tuple[int, str, list[dict[
             position = loc[-1] if loc and isinstance(loc[-1], int) else None
             reason = (error.get("ctx") or {}).get("error", "invalid JSON")
             return 400, f"the request body is not valid JSON: {reason} at position {position}", []
+        if tuple(loc) == ("body",) and isinstance(error.get("input"), bytes):
+            return 415, "send the request body as JSON with 'Content-Type: application/json'", []
         field = field_path(loc)
-        message = error.get("msg", "invalid")
+        message = clip(str(error.get("msg", "invalid")), MAX_MESSAGE)
         entry = {"field": field, "message": message}
         if error.get("type") != "missing":
             entry["value"] = shown(error.get("input"))
@@ -82,6 +97,25 @@ def validation_errors(exc: RequestValidationError) -> tuple[int, str, list[dict[
     if len(errors) > 1:
         detail += f"; and {len(errors) - 1} more"
     return status, detail, errors
+
+
+async def authenticate_first(request: Request) -> JSONResponse | None:
+    """FastAPI reads and parses a JSON body before it runs the route's dependencies, so a body it
+    cannot parse would be answered before the key is checked: without the rate-limit headers, not
+    counted against the limit, and with 400 instead of 401 for a client with no key. Run the key
+    check here for such routes; returns the 401/429 problem when it fails."""
+    from pressrun.api.auth import authenticate  # auth imports this module
+
+    if getattr(request.state, "api_key", None) is not None:
+        return None
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None or not any(d.call is authenticate for d in dependant.dependencies):
+        return None
+    try:
+        await authenticate(request)
+    except ApiProblem as exc:
+        return problem(exc.status, exc.detail, code=exc.code, headers=exc.headers, **exc.extra)
+    return None
 
 
 def install(app: FastAPI) -> None:
@@ -97,13 +131,22 @@ def install(app: FastAPI) -> None:
         return problem(exc.http_status, exc.message, code=exc.code, **details)
 
     @app.exception_handler(RequestValidationError)
-    async def on_validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if (denied := await authenticate_first(request)) is not None:
+            return denied
         status, detail, errors = validation_errors(exc)
-        code = "malformed_json" if status == 400 else "validation_error"
+        code = {400: "malformed_json", 415: "unsupported_media_type"}.get(status, "validation_error")
         return problem(status, detail, code=code, errors=errors or None)
 
     @app.exception_handler(StarletteHTTPException)
-    async def on_http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == PARSE_FAILED:
+            # json.loads failed with something other than a JSONDecodeError: not UTF-8, nested
+            # deeper than the parser's recursion limit, an integer literal over 4300 digits.
+            if (denied := await authenticate_first(request)) is not None:
+                return denied
+            return problem(400, "the request body is not valid JSON (not UTF-8, nested too deeply, or a number "
+                           "too long)", code="malformed_json")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         return problem(exc.status_code, detail, headers=getattr(exc, "headers", None))
 

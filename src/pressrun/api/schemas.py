@@ -17,6 +17,12 @@ MAX_HTML = 2_000_000
 MAX_CSS = 1_000_000
 
 
+def brief(value: object, limit: int = 60) -> str:
+    """repr() of a client's value for an error message, cut short: a 5 MB key is not echoed back."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 class Camel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
@@ -27,7 +33,7 @@ def check_locale(value: str | None) -> str | None:
     try:
         babel.Locale.parse(value.replace("-", "_"))
     except (ValueError, babel.UnknownLocaleError) as exc:
-        raise ValueError(f"{value!r} is not a known locale; use a code such as en_US, de_DE or ja_JP") from exc
+        raise ValueError(f"{brief(value)} is not a known locale; use a code such as en_US, de_DE or ja_JP") from exc
     return value.replace("-", "_")
 
 
@@ -36,7 +42,7 @@ def check_column_types(value: dict[str, str] | None) -> dict[str, str] | None:
         return None
     for column, kind in value.items():
         if kind not in VALID_TYPE_NAMES:
-            raise ValueError(f"column {column!r}: {kind!r} is not a type; valid types are {', '.join(VALID_TYPE_NAMES)}")
+            raise ValueError(f"column {brief(column)}: {brief(kind)} is not a type; valid types are {', '.join(VALID_TYPE_NAMES)}")
     return value
 
 
@@ -49,7 +55,7 @@ class PdfIn(Camel):
     @classmethod
     def known_size(cls, value: str | None) -> str | None:
         if value is not None and value.lower() not in PAGE_SIZES_IN:
-            raise ValueError(f"{value!r} is not a page size; valid sizes are {', '.join(PAGE_SIZES_IN)}")
+            raise ValueError(f"{brief(value)} is not a page size; valid sizes are {', '.join(PAGE_SIZES_IN)}")
         return value.lower() if value else None
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
 
 from pressrun.db.schema import (
     api_keys,
@@ -273,7 +274,7 @@ def count_open_batches(engine: Engine, workspace_id: int) -> int:
 
 
 def create_batch(engine: Engine, batch: dict[str, Any], rows: Iterable[tuple[dict[str, Any] | None, Any]],
-                 max_items: int) -> tuple[str, int]:
+                 max_items: int, recorder: Any = None) -> tuple[str, int]:
     """Write the batch and its items in one transaction. ``rows`` yields (variables, error) pairs: a
     row with an error (e.g. a CSV cell that is not a number) is stored as a failed item at once.
     Raises :class:`BatchTooLarge` past ``max_items`` (nothing is written) and ValueError when empty."""
@@ -306,7 +307,7 @@ def create_batch(engine: Engine, batch: dict[str, Any], rows: Iterable[tuple[dic
         if total == 0:
             raise ValueError("empty batch")
         conn.execute(update(batches).where(batches.c.id == batch_id).values(total_items=total))
-        _maybe_finish(conn, batch_id)
+        _maybe_finish(conn, batch_id, recorder)
     return uid, total
 
 
@@ -375,8 +376,11 @@ def iter_items(engine: Engine, batch_id: int, page: int = 1000) -> Iterator[Row]
         last = rows[-1].idx
 
 
-def _maybe_finish(conn: Connection, batch_id: int) -> str | None:
-    """Close the batch when no item is open. Returns the final status when it did."""
+def _maybe_finish(conn: Connection, batch_id: int, recorder: Any = None) -> str | None:
+    """Close the batch when no item is open. Returns the final status when it did.
+
+    ``recorder`` (webhooks.store.EventRecorder) writes the batch.completed event in this same
+    transaction: the event exists exactly when the batch's end is committed."""
     counts = _counts(conn, batch_id)
     if any(counts.get(state, 0) for state in OPEN_ITEM_STATES):
         return None
@@ -397,6 +401,8 @@ def _maybe_finish(conn: Connection, batch_id: int) -> str | None:
         update(batches).where(batches.c.id == batch_id)
         .values(status=status, completed_at=stamp, started_at=func.coalesce(batches.c.started_at, stamp))
     )
+    if recorder is not None:
+        recorder.batch_finished(conn, batch_id, status)
     return status
 
 
@@ -405,7 +411,7 @@ def _lock_batch(conn: Connection, batch_id: int) -> None:
     conn.execute(select(batches.c.id).where(batches.c.id == batch_id).with_for_update())
 
 
-def cancel_batch(engine: Engine, batch_id: int) -> str:
+def cancel_batch(engine: Engine, batch_id: int, recorder: Any = None) -> str:
     """Queued items become cancelled now; rendering ones finish. Returns the batch status after."""
     with engine.begin() as conn:
         _lock_batch(conn, batch_id)
@@ -415,7 +421,7 @@ def cancel_batch(engine: Engine, batch_id: int) -> str:
             update(items).where(items.c.batch_id == batch_id, items.c.status == "queued")
             .values(status="cancelled", finished_at=stamp)
         )
-        _maybe_finish(conn, batch_id)
+        _maybe_finish(conn, batch_id, recorder)
         return conn.execute(select(batches.c.status).where(batches.c.id == batch_id)).scalar_one()
 
 
@@ -439,8 +445,23 @@ def retry_failed(engine: Engine, batch_id: int) -> int:
 
 
 def requeue_abandoned(engine: Engine) -> int:
-    """At start-up of the only dispatcher: items left 'rendering' by a crash go back to the queue."""
+    """At start-up of the only dispatcher: items left 'rendering' by a crash go back to the queue.
+
+    Except in batches whose cancel was requested: no one claims those again (see active_batches), so
+    their open items are cancelled and the batch is closed, as the last finish_item would have done."""
     with engine.begin() as conn:
+        cancelling = conn.execute(
+            select(batches.c.id)
+            .where(batches.c.cancel_requested.is_(True), batches.c.status.in_(("pending", "processing")))
+            .order_by(batches.c.id).with_for_update()
+        ).scalars().all()
+        if cancelling:
+            conn.execute(
+                update(items).where(items.c.batch_id.in_(cancelling), items.c.status.in_(OPEN_ITEM_STATES))
+                .values(status="cancelled", finished_at=now())
+            )
+            for batch_id in cancelling:
+                _maybe_finish(conn, batch_id)
         return conn.execute(
             update(items).where(items.c.status == "rendering").values(status="queued", started_at=None)
         ).rowcount
@@ -479,7 +500,8 @@ def claim_items(engine: Engine, batch_id: int, limit: int) -> list[Row]:
         ).all()
 
 
-def finish_item(engine: Engine, batch_id: int, item_id: int, outcome: dict[str, Any]) -> str | None:
+def finish_item(engine: Engine, batch_id: int, item_id: int, outcome: dict[str, Any],
+                recorder: Any = None) -> str | None:
     """Record an item's outcome (only if it is still 'rendering': a retry or restart cannot record it
     twice) and close the batch if it was the last. Returns the batch's final status, if it closed."""
     with engine.begin() as conn:
@@ -490,7 +512,9 @@ def finish_item(engine: Engine, batch_id: int, item_id: int, outcome: dict[str, 
         ).rowcount
         if not changed:
             return None
-        return _maybe_finish(conn, batch_id)
+        if recorder is not None:
+            recorder.item_finished(conn, batch_id, item_id)
+        return _maybe_finish(conn, batch_id, recorder)
 
 
 def release_item(engine: Engine, item_id: int) -> None:
@@ -536,17 +560,25 @@ def idempotency_begin(engine: Engine, key_hash: str, idem_key: str, request_hash
                       ttl: timedelta) -> Row | None:
     """Claim ``idem_key`` for this request. Returns None when claimed (go ahead), else the earlier
     record (its status_code is None while the first request is still running)."""
-    with engine.begin() as conn:
-        conn.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < now() - ttl))
-        existing = conn.execute(
-            select(idempotency_keys).where(idempotency_keys.c.key_hash == key_hash,
-                                           idempotency_keys.c.idem_key == idem_key)
-        ).first()
-        if existing is not None:
-            return existing
-        conn.execute(insert(idempotency_keys).values(key_hash=key_hash, idem_key=idem_key,
-                                                     request_hash=request_hash, created_at=now()))
-        return None
+    for attempt in range(2):
+        try:
+            with engine.begin() as conn:
+                conn.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < now() - ttl))
+                existing = conn.execute(
+                    select(idempotency_keys).where(idempotency_keys.c.key_hash == key_hash,
+                                                   idempotency_keys.c.idem_key == idem_key)
+                ).first()
+                if existing is not None:
+                    return existing
+                conn.execute(insert(idempotency_keys).values(key_hash=key_hash, idem_key=idem_key,
+                                                             request_hash=request_hash, created_at=now()))
+                return None
+        except IntegrityError:
+            # PostgreSQL: a concurrent request with the same key inserted between our SELECT and INSERT
+            # (the unique constraint made us wait for it to commit). Look again: its record is there now.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 def idempotency_finish(engine: Engine, key_hash: str, idem_key: str, status_code: int, content_type: str | None,

@@ -190,3 +190,77 @@ idempotency_keys = Table(
     UniqueConstraint("key_hash", "idem_key"),
     Index("ix_idempotency_created", "created_at"),
 )
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uid", String(40), nullable=False, unique=True),
+    Column("workspace_id", ForeignKey("workspaces.id"), nullable=False, index=True),
+    Column("url", String(2000), nullable=False),
+    Column("events", JSON, nullable=False),  # e.g. ["batch.completed"] or ["*"]
+    Column("description", String(500), nullable=True),
+    Column("active", Boolean, nullable=False),
+    Column("secret", String(100), nullable=False),  # needed in clear to sign; shown once to the user
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("disabled_reason", String(500), nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    _ts("deleted_at"),
+)
+
+# One secret per workspace for batches' own webhookUrl deliveries.
+workspace_secrets = Table(
+    "workspace_secrets",
+    metadata,
+    Column("workspace_id", ForeignKey("workspaces.id"), primary_key=True),
+    Column("batch_webhook_secret", String(100), nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uid", String(40), nullable=False, unique=True),
+    Column("workspace_id", ForeignKey("workspaces.id"), nullable=False),
+    Column("type", String(40), nullable=False),
+    Column("body", Text, nullable=False),  # the exact JSON sent, fixed at creation (retries resend it byte for byte)
+    _ts("created_at", nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uid", String(40), nullable=False, unique=True),  # X-Pressrun-Delivery-Id, stable across retries
+    Column("event_id", ForeignKey("webhook_events.id"), nullable=False),
+    Column("subscription_id", ForeignKey("webhook_subscriptions.id"), nullable=True),  # NULL: a batch's webhookUrl
+    Column("workspace_id", ForeignKey("workspaces.id"), nullable=False),
+    Column("url", String(2000), nullable=False),
+    # pending -> succeeded | failed (gave up or refused)
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    _ts("next_attempt_at"),
+    _ts("leased_until"),  # set while an attempt is in flight; a crash leaves it to expire (or be cleared at start)
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("completed_at"),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_subscription", "subscription_id", "created_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("delivery_id", ForeignKey("webhook_deliveries.id"), nullable=False, index=True),
+    _ts("attempted_at", nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("latency_ms", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    _ts("next_retry_at"),
+)

@@ -118,9 +118,11 @@ class Dispatcher:
         renderer: ChromiumRenderer,
         templates: TemplateCache,
         on_batch_finished: BatchFinished | None = None,
+        recorder: Any = None,
     ) -> None:
         self.db, self.storage, self.renderer, self.templates = db, storage, renderer, templates
         self.on_batch_finished = on_batch_finished
+        self.recorder = recorder  # webhooks.store.EventRecorder: events written with the outcome
         # Twice the pages: templating and storage writes overlap with rendering.
         self.capacity = renderer.concurrency * 2
         self.in_flight: dict[int, int] = defaultdict(int)
@@ -194,7 +196,7 @@ class Dispatcher:
             if outcome is None:  # the renderer is unavailable: not the row's fault, back to the queue
                 await asyncio.to_thread(repo.release_item, self.db, item.id)
                 return
-            final = await asyncio.to_thread(repo.finish_item, self.db, batch_id, item.id, outcome)
+            final = await asyncio.to_thread(repo.finish_item, self.db, batch_id, item.id, outcome, self.recorder)
             if final is not None and self.on_batch_finished is not None:
                 await self.on_batch_finished(batch_id, final)
         except asyncio.CancelledError:

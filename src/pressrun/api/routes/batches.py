@@ -29,6 +29,7 @@ from pressrun.jobs.archive import ArchiveEntry, stream_zip
 from pressrun.models import OutputFormat
 from pressrun.naming import OutputNamer
 from pressrun.rendering.pdf import merge_pdfs
+from pressrun.webhooks.policy import RefusedUrl, check_url
 
 router = APIRouter(tags=["batches"])
 
@@ -157,6 +158,12 @@ async def batch_render(uid: str, request: Request, key: ApiKey = Depends(authent
             raise ApiProblem(415, f"Content-Type {content_type!r} is not accepted; send application/json with "
                              f"variableSets, or a data file as multipart/form-data or one of "
                              f"{', '.join(sorted(UPLOAD_TYPES))}", code="unsupported_media_type")
+        if options.webhook_url is not None:
+            try:
+                await check_url(str(options.webhook_url), allow_private=service.settings.webhooks.allow_private_networks)
+            except RefusedUrl as exc:
+                raise ApiProblem(422, f"webhookUrl: {exc}", code="webhook_url_refused", field="webhookUrl",
+                                 value=str(options.webhook_url)) from exc
         fmt_value = OutputFormat.parse(options.format or template.format).value
         if options.filename:
             check_template_source(request, options.filename, field="filename")
@@ -169,7 +176,8 @@ async def batch_render(uid: str, request: Request, key: ApiKey = Depends(authent
             "webhook_url": str(options.webhook_url) if options.webhook_url else None,
         }
         try:
-            batch_uid, total = await run_in_threadpool(repo.create_batch, service.db, batch, rows, plan.max_batch_items)
+            batch_uid, total = await run_in_threadpool(repo.create_batch, service.db, batch, rows, plan.max_batch_items,
+                                                       service.events)
         except BatchTooLarge as exc:
             raise too_large(exc.limit, key.plan, None) from exc
         except ValueError as exc:
@@ -284,7 +292,8 @@ async def cancel_batch(batch_id: str, request: Request, key: ApiKey = Depends(au
     if row.status in repo.FINISHED_BATCH_STATES:
         raise ApiProblem(409, f"batch {batch_id!r} has already finished ({row.status}); only pending or processing "
                          "batches can be cancelled", code="batch_finished", batchStatus=row.status)
-    status = await run_in_threadpool(repo.cancel_batch, service.db, row.id)
+    status = await run_in_threadpool(repo.cancel_batch, service.db, row.id, service.events)
+    service.webhooks.wake()
     counts = await run_in_threadpool(repo.item_counts, service.db, row.id)
     row = await batch_or_404(request, key, batch_id)
     message = "batch cancelled" if status == "cancelled" else "cancelling: items in flight will finish"

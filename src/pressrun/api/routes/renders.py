@@ -5,7 +5,9 @@ client asks for it in ``Accept`` (``image/*`` or ``application/pdf``)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,14 +38,19 @@ def wants_file(request: Request, fmt: OutputFormat) -> bool:
 
 async def respond(request: Request, key: ApiKey, result: RenderResult, started: float) -> Response | dict[str, Any]:
     elapsed_ms = round((time.perf_counter() - started) * 1000)
+    service = service_of(request)
     if wants_file(request, result.format):
+        await emit(request, key, {"format": result.format.value, "width": result.width_px,
+                                  "height": result.height_px, "bytes": len(result.data), "url": None}, failed=False)
         return Response(result.data, media_type=result.format.media_type,
                         headers={"X-Render-Time-Ms": str(elapsed_ms)})
-    service = service_of(request)
     storage_key = f"renders/{repo.new_uid('r')}.{result.format.extension}"
     expires_at = datetime.now(UTC) + retention(request)
     await run_in_threadpool(service.storage.put, storage_key, result.data)
     await run_in_threadpool(repo.record_file, service.db, key.workspace_id, storage_key, len(result.data), expires_at)
+    await emit(request, key, {"format": result.format.value, "width": result.width_px, "height": result.height_px,
+                              "bytes": len(result.data), "url": service.file_url(storage_key, datetime.now(UTC))},
+               failed=False)
     body: dict[str, Any] = {
         "url": file_url(request, storage_key, expires_at),
         "width": result.width_px,
@@ -58,10 +65,36 @@ async def respond(request: Request, key: ApiKey, result: RenderResult, started: 
     return body
 
 
+async def emit(request: Request, key: ApiKey, data: dict[str, Any], *, failed: bool) -> None:
+    """render.completed / render.failed for subscribed webhooks (single renders)."""
+    service = service_of(request)
+    await run_in_threadpool(service.events.single_render, service.db, key.workspace_id,
+                            {"endpoint": request.url.path, **data}, failed)
+    service.webhooks.wake()
+
+
+def emits_failures(route: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Send render.failed to subscribed webhooks when a single render fails because of its input."""
+
+    @functools.wraps(route)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await route(*args, **kwargs)
+        except ApiProblem as problem:
+            if getattr(problem, "row_error", False):
+                await emit(kwargs["request"], kwargs["key"],
+                           {"error": {"code": problem.code, "message": problem.detail}}, failed=True)
+            raise
+
+    return wrapper
+
+
 def row_failed(exc: RowError) -> ApiProblem:
     """A render that fails because of its input is the client's to fix: 422 with the row error's code."""
-    return ApiProblem(422, exc.message, code=exc.code, **{k: v for k, v in exc.details.items()
+    problem = ApiProblem(422, exc.message, code=exc.code, **{k: v for k, v in exc.details.items()
                                                          if isinstance(v, str | int | float | bool)})
+    problem.row_error = True  # type: ignore[attr-defined]
+    return problem
 
 
 def fmt_of(value: str | None, default: str) -> OutputFormat:
@@ -92,6 +125,7 @@ async def run_render(request: Request, document: str, options: RenderOptions, ro
 
 
 @router.post("/templates/{uid}/render")
+@emits_failures
 async def render_template(uid: str, body: TemplateRenderIn, request: Request,
                           key: ApiKey = Depends(authenticate)) -> Any:
     started = time.perf_counter()
@@ -105,6 +139,7 @@ async def render_template(uid: str, body: TemplateRenderIn, request: Request,
 
 
 @router.post("/image")
+@emits_failures
 async def render_image(body: ImageIn, request: Request, key: ApiKey = Depends(authenticate)) -> Any:
     started = time.perf_counter()
     check_template_source(request, body.html)
@@ -148,6 +183,7 @@ async def pdf_page(request: Request, key: ApiKey, page: Any, body: PdfRenderIn |
 
 
 @router.post("/pdf/render")
+@emits_failures
 async def render_pdf(body: PdfRenderIn, request: Request, key: ApiKey = Depends(authenticate)) -> Any:
     started = time.perf_counter()
     result = await pdf_page(request, key, body, body, "body")
@@ -155,6 +191,7 @@ async def render_pdf(body: PdfRenderIn, request: Request, key: ApiKey = Depends(
 
 
 @router.post("/pdf/multi-page")
+@emits_failures
 async def render_multi_page(body: MultiPageIn, request: Request, key: ApiKey = Depends(authenticate)) -> Any:
     started = time.perf_counter()
     parts = await asyncio.gather(*(pdf_page(request, key, page, body, f"pages[{i}]")

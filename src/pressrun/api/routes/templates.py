@@ -103,7 +103,8 @@ async def update_template(uid: str, body: TemplateUpdate, request: Request,
                                   changes)
     if row is None:
         raise ApiProblem(404, f"no template with uid {uid!r} in this workspace", code="template_not_found")
-    return template_out(row)
+    assets = await run_in_threadpool(repo.list_assets, service_of(request).db, row.id)
+    return template_out(row, assets)  # the same representation as GET
 
 
 @router.delete("/templates/{uid}", status_code=204)
@@ -132,7 +133,8 @@ async def upload_assets(uid: str, request: Request, key: ApiKey = Depends(authen
     service = service_of(request)
     saved = []
     for upload in uploads:
-        name = Path(upload.filename or "").name
+        # The name as sent: '../x.png' or 'sub/x.png' is refused, not quietly stored as 'x.png'.
+        name = upload.filename or ""
         suffix = Path(name).suffix.lower()
         if not ASSET_NAME.match(name) or suffix not in ASSET_TYPES:
             raise ApiProblem(

@@ -1,0 +1,12 @@
+"""Webhooks: signed event deliveries (sender.py), signing and verification for receivers (signing.py),
+the outbound address policy (policy.py) and event payloads (events.py).
+
+Receivers verify a delivery with :func:`verify`::
+
+    from pressrun.webhooks import verify, InvalidSignature
+    verify(raw_body, request.headers["X-Pressrun-Signature"], secret)   # raises InvalidSignature
+"""
+
+from pressrun.webhooks.signing import InvalidSignature, sign, verify
+
+__all__ = ["InvalidSignature", "sign", "verify"]

@@ -1,0 +1,141 @@
+"""The webhook sender: a background task that delivers pending deliveries, signs them, retries
+with exponential backoff and jitter, and logs every attempt.
+
+It runs beside rendering, never in its way: rendering only writes rows, and the sender reads them.
+A slow or dead receiver costs at most ``webhooks.concurrency`` connections and never changes a
+batch's outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine
+
+from pressrun import __version__
+from pressrun.db import repo
+from pressrun.settings import WebhookSettings
+from pressrun.webhooks import store
+from pressrun.webhooks.policy import RefusedUrl, check_url
+from pressrun.webhooks.signing import sign
+
+log = logging.getLogger(__name__)
+POLL_S = 0.5
+
+
+def backoff_s(attempt: int, settings: WebhookSettings, rng: random.Random = random) -> float:  # type: ignore[assignment]
+    """Delay after failed attempt number ``attempt`` (1-based): min·2^(n-1), capped, ±20 % jitter."""
+    base = min(settings.retry_max_s, settings.retry_min_s * 2 ** (attempt - 1))
+    return base * rng.uniform(0.8, 1.2)
+
+
+def retryable(status_code: int | None) -> bool:
+    """Timeouts and connection errors (no status), 429 and 5xx are retried; other 4xx are not."""
+    return status_code is None or status_code == 429 or status_code >= 500
+
+
+class WebhookSender:
+    def __init__(self, db: Engine, settings: WebhookSettings) -> None:
+        self.db, self.settings = db, settings
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        released = await asyncio.to_thread(store.release_leases, self.db)
+        if released:
+            log.info("%d webhook deliveries were cut off by an earlier run; sending them again", released)
+        limits = httpx.Limits(max_connections=self.settings.concurrency, max_keepalive_connections=0)
+        async with httpx.AsyncClient(follow_redirects=False, limits=limits, trust_env=False) as client:
+            try:
+                while True:
+                    free = self.settings.concurrency - len(self._tasks)
+                    claimed: list[Any] = []
+                    if free > 0:
+                        try:
+                            lease = timedelta(seconds=self.settings.timeout_s * 2 + 5)
+                            claimed = await asyncio.to_thread(store.claim_due, self.db, free, lease)
+                        except Exception:  # the database may be busy for a moment
+                            log.exception("claiming webhook deliveries failed")
+                    for delivery in claimed:
+                        task = asyncio.create_task(self._deliver(client, delivery))
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
+                    if len(claimed) < max(free, 1):
+                        self._wake.clear()
+                        try:
+                            await asyncio.wait_for(self._wake.wait(), POLL_S)
+                        except TimeoutError:
+                            pass
+            finally:
+                for task in list(self._tasks):
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _deliver(self, client: httpx.AsyncClient, delivery: Any) -> None:
+        try:
+            await self._attempt(client, delivery)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the lease expires and the delivery is tried again
+            log.exception("webhook delivery %s failed unexpectedly", delivery.uid)
+        finally:
+            self._wake.set()
+
+    async def _attempt(self, client: httpx.AsyncClient, delivery: Any) -> None:
+        if delivery.subscription_id is not None and not delivery.subscription_active:
+            await asyncio.to_thread(store.fail_without_attempt, self.db, delivery,
+                                    "the subscription is disabled or deleted")
+            return
+        secret = delivery.subscription_secret if delivery.subscription_id is not None else delivery.batch_webhook_secret
+        body = delivery.body.encode()
+        status_code: int | None = None
+        error: str | None = None
+        started = time.perf_counter()
+        try:
+            await check_url(delivery.url, allow_private=self.settings.allow_private_networks)
+            response = await client.post(
+                delivery.url,
+                content=body,
+                timeout=self.settings.timeout_s,
+                headers={
+                    "Content-Type": "application/json",
+                    "User-Agent": f"pressrun-webhooks/{__version__}",
+                    "X-Pressrun-Event": delivery.type,
+                    "X-Pressrun-Event-Id": delivery.event_uid,
+                    "X-Pressrun-Delivery-Id": delivery.uid,
+                    "X-Pressrun-Signature": sign(body, secret),
+                },
+            )
+            status_code = response.status_code
+            if not 200 <= status_code < 300:
+                error = f"HTTP {status_code}" + (" (redirects are not followed)" if 300 <= status_code < 400 else "")
+        except RefusedUrl as exc:
+            error = f"refused: {exc}"
+        except httpx.TimeoutException:
+            error = f"timed out after {self.settings.timeout_s:g} s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        latency_ms = round((time.perf_counter() - started) * 1000)
+        if error is None:
+            outcome, next_retry = "succeeded", None
+        elif error.startswith("refused:") or not retryable(status_code):
+            outcome, next_retry = "failed", None
+        elif delivery.attempts >= self.settings.max_attempts:
+            outcome, next_retry = "failed", None
+            error += f"; gave up after {delivery.attempts} attempts"
+        else:
+            outcome = "retry"
+            next_retry = repo.now() + timedelta(seconds=backoff_s(delivery.attempts, self.settings))
+        await asyncio.to_thread(
+            store.record_attempt, self.db, delivery, status_code=status_code, latency_ms=latency_ms, error=error,
+            outcome=outcome, next_retry_at=next_retry, disable_after=self.settings.disable_after_failures,
+        )

@@ -648,8 +648,6 @@ async def test_deeply_nested_json_on_create_template(api: Api, raw_client: httpx
     await health_ok(raw_client)
 
 
-@pytest.mark.xfail(strict=True, reason="routes/batches.py batch_render catches only JSONDecodeError/"
-                   "UnicodeDecodeError around json.loads: deeply nested JSON raises RecursionError → 500")
 async def test_deeply_nested_json_on_batch_render(api: Api, raw_client: httpx.AsyncClient, template: dict):
     response = await raw_client.post(f"/templates/{template['uid']}/batch-render", content=nested(100_000),
                                      headers={**api.auth(), "Content-Type": "application/json"})
@@ -678,8 +676,6 @@ async def test_huge_integer_on_create_template(api: Api, raw_client: httpx.Async
     await health_ok(raw_client)
 
 
-@pytest.mark.xfail(strict=True, reason="routes/batches.py batch_render: an integer literal over Python's 4300-digit "
-                   "limit makes json.loads raise ValueError, which is not caught → 500")
 async def test_huge_integer_on_batch_render(api: Api, raw_client: httpx.AsyncClient, template: dict):
     body = b'{"variableSets": [{"n": ' + b"9" * 5000 + b"}]}"
     response = await raw_client.post(f"/templates/{template['uid']}/batch-render", content=body,

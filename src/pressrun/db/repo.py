@@ -209,6 +209,10 @@ def update_template(engine: Engine, workspace_id: int, uid: str, name: str | Non
                     changes: dict[str, Any]) -> Row | None:
     """Write a new version with ``changes`` applied over the current one. Running batches keep theirs."""
     with engine.begin() as conn:
+        # Serialise updates of one template (PostgreSQL; SQLite's BEGIN IMMEDIATE already does), so
+        # each reads the version the previous one wrote instead of both writing the same number.
+        conn.execute(select(templates.c.id).where(templates.c.uid == uid, templates.c.workspace_id == workspace_id)
+                     .with_for_update())
         current = _template_row(conn, workspace_id, uid, None)
         if current is None:
             return None

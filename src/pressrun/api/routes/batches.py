@@ -132,7 +132,13 @@ async def batch_render(uid: str, request: Request, key: ApiKey = Depends(authent
             try:
                 payload = json.loads(await request.body())
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ApiProblem(400, f"the request body is not valid JSON: {exc}", code="malformed_json") from exc
+                raise ApiProblem(400, f"the request body is not valid JSON: {str(exc)[:200]}",
+                                 code="malformed_json") from exc
+            except RecursionError as exc:
+                raise ApiProblem(400, "the request body is nested too deeply to read", code="malformed_json") from exc
+            except ValueError as exc:  # e.g. an integer with more digits than Python converts
+                raise ApiProblem(400, f"the request body cannot be read as JSON: {str(exc)[:200]}",
+                                 code="malformed_json") from exc
             try:
                 body = BatchRenderIn.model_validate(payload)
             except ValidationError as exc:

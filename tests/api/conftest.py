@@ -107,8 +107,9 @@ def free_port() -> int:
 class ServerProcess:
     """``pressrun serve`` in a subprocess; ``start()`` waits for /ready, ``kill()`` is kill -9."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
         self.data_dir = data_dir
+        self.args = args or []
         self.port = free_port()
         self.env = {**os.environ, "PRESSRUN_DATA_DIR": str(data_dir), "PRESSRUN_API__PORT": str(self.port),
                     **(env or {})}
@@ -124,7 +125,7 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("a")
         executable = Path(sys.executable).parent / "pressrun"
-        self.process = subprocess.Popen([str(executable), "serve"], env=self.env, stdout=log, stderr=log, text=True)
+        self.process = subprocess.Popen([str(executable), "serve", *self.args], env=self.env, stdout=log, stderr=log, text=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -37,6 +37,7 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)
     delay_s: float = 0.0
     received: list[Received] = field(default_factory=list)
+    answered: int = 0
 
     def start(self) -> Receiver:
         receiver = self
@@ -50,6 +51,7 @@ class Receiver:
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                receiver.answered += 1
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -302,5 +304,40 @@ async def test_subscriptions_are_per_workspace_and_validated(api: Api, receiver)
         assert bad.status_code == 422 and "batch.completed" in bad.text
         rotated = await api.client.post(f"/webhook-subscriptions/{sub['uid']}/rotate-secret", headers=api.auth())
         assert rotated.json()["secret"] != sub["secret"]
+    finally:
+        await unsubscribe(api, sub["uid"])
+
+
+async def test_a_url_that_turns_private_is_refused_at_delivery_time_and_logged(api: Api, receiver):
+    sub = await subscribe(api, receiver.url, ["batch.completed"])  # accepted while private networks are allowed
+    settings = api.service.settings.webhooks
+    settings.allow_private_networks = False  # as if DNS now pointed the host at a private address
+    try:
+        await run_batch(api, [{"title": "x"}])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            log = (await api.client.get(f"/webhook-subscriptions/{sub['uid']}/deliveries", headers=api.auth())).json()
+            if log["deliveries"] and log["deliveries"][0]["status"] == "failed":
+                break
+            await asyncio.sleep(0.05)
+        [entry] = log["deliveries"]
+        assert entry["status"] == "failed" and "loopback" in entry["lastError"]
+        assert receiver.received == [], "nothing was sent to the refused address"
+    finally:
+        settings.allow_private_networks = True
+        await unsubscribe(api, sub["uid"])
+
+
+async def test_a_slow_receiver_does_not_slow_rendering_or_change_the_outcome(api: Api, receiver):
+    receiver.delay_s = 2.0  # every delivery takes 2 s to answer
+    sub = await subscribe(api, receiver.url, ["*"])
+    try:
+        done = await run_batch(api, [{"title": f"r{i}"} for i in range(16)], concurrency=10)
+        answered_when_done = receiver.answered
+        assert done["status"] == "completed" and done["completedCount"] == 16
+        # Had rendering waited for its deliveries, the 16 render.completed events would all have been
+        # answered (2 s each) before the batch could finish.
+        assert answered_when_done < 16
+        await receiver.wait_for(17, timeout_s=30)  # and every event still arrives
     finally:
         await unsubscribe(api, sub["uid"])

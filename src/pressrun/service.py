@@ -79,6 +79,11 @@ class Service:
 
     async def start(self, *, dispatch: bool = True) -> None:
         await asyncio.to_thread(self.migrate)
+        # The embedded service is the only writer of its storage: whatever a crash left half-written
+        # goes now (the items it belonged to are re-queued by the dispatcher).
+        removed = await asyncio.to_thread(self.storage.remove_temporary_files)
+        if removed:
+            log.info("removed %d half-written files left by an earlier run", removed)
         await self.renderer.start()
         self.browser_ready = True
         if dispatch:
@@ -107,6 +112,7 @@ class Service:
     def sweep(self) -> int:
         """Delete outputs past the retention period; mark their items expired. Returns how many."""
         retention = timedelta(seconds=self.settings.api.retention_s)
+        self.storage.remove_temporary_files(older_than_s=3600)
         done = 0
         while True:
             item_rows, file_rows = repo.expired_outputs(self.db, retention)

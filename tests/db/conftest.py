@@ -14,6 +14,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,7 +167,7 @@ class Maker:
         """A batch of ``n`` rows ({"i": index}); indexes in ``errors`` are rows with a row error.
         Returns (uid, id)."""
         template = template or self.template(ws)
-        rows = (({"i": i}, InvalidValueError(f"bad value in row {i}") if i in errors else None) for i in range(n))
+        rows = (({"i": i}, self.row_error(f"bad value in row {i}") if i in errors else None) for i in range(n))
         uid, total = repo.create_batch(self.db, self.batch_options(ws, template, **options), rows, max_items)
         assert total == n
         return uid, self.batch_id(uid)
@@ -178,6 +179,10 @@ class Maker:
             "format": "png", "quality": 90, "scale": 1.0, "width": 600, "height": 400, "locale": None,
             "concurrency": 4, "filename": None, "zip": False, "webhook_url": None,
         } | options
+
+    @staticmethod
+    def row_error(message: str = "bad value") -> InvalidValueError:
+        return InvalidValueError(message)
 
     @staticmethod
     def completed(idx: int) -> dict[str, Any]:
@@ -197,3 +202,28 @@ class Maker:
 @pytest.fixture
 def make(db: Engine) -> Maker:
     return Maker(db)
+
+
+class Recorder:
+    """Stands in for webhooks.store.EventRecorder: notes what repo asks it to record, and in which
+    transaction (so a test can tell events written once from events written twice)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.batches: list[tuple[int, str]] = []
+        self.items: list[tuple[int, int]] = []
+
+    def batch_finished(self, conn: Any, batch_id: int, status: str) -> None:
+        assert conn.in_transaction()
+        with self.lock:
+            self.batches.append((batch_id, status))
+
+    def item_finished(self, conn: Any, batch_id: int, item_id: int) -> None:
+        assert conn.in_transaction()
+        with self.lock:
+            self.items.append((batch_id, item_id))
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()

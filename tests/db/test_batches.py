@@ -113,6 +113,14 @@ def test_a_batch_of_only_bad_rows_is_failed_at_once(db, make):
     assert batch_id not in [b.id for b in repo.active_batches(db)]
 
 
+def test_a_batch_of_only_bad_rows_records_its_event_at_creation(db, make, recorder):
+    ws = make.workspace()
+    tpl = make.template(ws)
+    rows = iter([({"i": 0}, make.row_error()), ({"i": 1}, make.row_error())])
+    uid, _ = repo.create_batch(db, make.batch_options(ws, tpl), rows, 10, recorder)
+    assert recorder.batches == [(make.batch_id(uid), "failed")]
+
+
 # --- claim_items / finish_item ------------------------------------------------------------------
 
 
@@ -338,7 +346,7 @@ def test_requeue_abandoned_puts_rendering_items_back(db, make):
     assert results == [None, None, "completed"]
 
 
-def test_requeue_abandoned_closes_a_cancelled_batch_left_in_flight(db, make):
+def test_requeue_abandoned_closes_a_cancelled_batch_left_in_flight(db, make, recorder):
     """Cancel was requested while items rendered, then the process died: the batch must not be stuck
     'processing' for ever (active_batches skips cancel-requested batches, so no one claims the items)."""
     ws = make.workspace()
@@ -346,10 +354,14 @@ def test_requeue_abandoned_closes_a_cancelled_batch_left_in_flight(db, make):
     repo.claim_items(db, batch_id, 2)
     assert repo.cancel_batch(db, batch_id) == "processing"
 
-    repo.requeue_abandoned(db)
+    _, other = make.batch(ws, 2)
+    repo.claim_items(db, other, 1)
+    assert repo.requeue_abandoned(db, recorder) == 1  # only the other batch's item is re-queued
     assert repo.get_batch(db, ws.id, uid).status == "cancelled"
+    assert recorder.batches == [(batch_id, "cancelled")]  # its batch.completed event, as finish_item would
+    assert repo.item_counts(db, other) == {"queued": 2}
     assert repo.item_counts(db, batch_id) == {"cancelled": 3}
-    assert repo.count_open_batches(db, ws.id) == 0
+    assert repo.count_open_batches(db, ws.id) == 1  # the other one
 
 
 def test_requeue_abandoned_leaves_other_states_alone(db, make):

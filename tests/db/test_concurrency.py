@@ -16,7 +16,7 @@ THREADS = 8
 ITEMS = 200
 
 
-def finish_all(db, make, batch_id, claimed, barrier=None):
+def finish_all(db, make, batch_id, claimed, barrier=None, recorder=None):
     """Finish ``claimed`` items from THREADS threads, each its own share; every 10th one fails.
     All threads start together and, to make the race for the last item as tight as it gets, each
     holds its last item until every thread is down to its last."""
@@ -31,7 +31,7 @@ def finish_all(db, make, batch_id, claimed, barrier=None):
             if n == len(share) - 1:
                 last_round.wait(timeout=30)
             outcome = make.failed() if item.idx % 10 == 0 else make.completed(item.idx)
-            out.append(repo.finish_item(db, batch_id, item.id, outcome))
+            out.append(repo.finish_item(db, batch_id, item.id, outcome, recorder))
         return out
 
     with ThreadPoolExecutor(THREADS) as pool:
@@ -39,13 +39,13 @@ def finish_all(db, make, batch_id, claimed, barrier=None):
         return [r for f in futures for r in f.result()]
 
 
-def test_concurrent_finishes_close_the_batch_exactly_once(db, make):
+def test_concurrent_finishes_close_the_batch_exactly_once(db, make, recorder):
     ws = make.workspace()
     uid, batch_id = make.batch(ws, ITEMS)
     claimed = repo.claim_items(db, batch_id, ITEMS)
     assert len(claimed) == ITEMS
 
-    results = finish_all(db, make, batch_id, claimed, threading.Barrier(THREADS))
+    results = finish_all(db, make, batch_id, claimed, threading.Barrier(THREADS), recorder)
 
     assert len(results) == ITEMS
     closers = [r for r in results if r is not None]
@@ -55,9 +55,12 @@ def test_concurrent_finishes_close_the_batch_exactly_once(db, make):
     counts = repo.item_counts(db, batch_id)
     assert counts == {"completed": ITEMS - ITEMS // 10, "failed": ITEMS // 10}
     assert sum(counts.values()) == batch.total_items == ITEMS
+    # the batch.completed event is written once, in the closing transaction; one event per item
+    assert recorder.batches == [(batch_id, "partial")]
+    assert sorted(i for _, i in recorder.items) == sorted(item.id for item in claimed)
 
 
-def test_concurrent_duplicate_finishes_record_each_item_once(db, make):
+def test_concurrent_duplicate_finishes_record_each_item_once(db, make, recorder):
     """Two recorders per item (a retry racing the original): one outcome per item, one close."""
     ws = make.workspace()
     uid, batch_id = make.batch(ws, 80)
@@ -67,7 +70,7 @@ def test_concurrent_duplicate_finishes_record_each_item_once(db, make):
 
     def worker(share):
         barrier.wait(timeout=10)
-        return [repo.finish_item(db, batch_id, item.id, make.completed(item.idx)) for item in share]
+        return [repo.finish_item(db, batch_id, item.id, make.completed(item.idx), recorder) for item in share]
 
     with ThreadPoolExecutor(THREADS) as pool:
         futures = [pool.submit(worker, doubled[i::THREADS]) for i in range(THREADS)]
@@ -75,9 +78,11 @@ def test_concurrent_duplicate_finishes_record_each_item_once(db, make):
     assert [r for r in results if r is not None] == ["completed"]
     assert repo.item_counts(db, batch_id) == {"completed": 80}
     assert repo.get_batch(db, ws.id, uid).status == "completed"
+    assert recorder.batches == [(batch_id, "completed")]
+    assert sorted(i for _, i in recorder.items) == sorted(item.id for item in claimed)
 
 
-def test_cancel_racing_finishes_closes_cancelled_exactly_once(db, make):
+def test_cancel_racing_finishes_closes_cancelled_exactly_once(db, make, recorder):
     ws = make.workspace()
     uid, batch_id = make.batch(ws, ITEMS)
     claimed = repo.claim_items(db, batch_id, 150)  # 50 stay queued, so nothing closes before the cancel
@@ -86,10 +91,10 @@ def test_cancel_racing_finishes_closes_cancelled_exactly_once(db, make):
 
         def cancel():
             barrier.wait(timeout=10)
-            return repo.cancel_batch(db, batch_id)
+            return repo.cancel_batch(db, batch_id, recorder)
 
         cancelled = canceller.submit(cancel)
-        results = finish_all(db, make, batch_id, claimed, barrier)
+        results = finish_all(db, make, batch_id, claimed, barrier, recorder)
         cancel_result = cancelled.result()
 
     closers = [r for r in results if r is not None]
@@ -102,6 +107,7 @@ def test_cancel_racing_finishes_closes_cancelled_exactly_once(db, make):
     assert batch.status == "cancelled" and batch.completed_at is not None
     counts = repo.item_counts(db, batch_id)
     assert counts["cancelled"] == 50 and counts["completed"] + counts["failed"] == 150
+    assert recorder.batches == [(batch_id, "cancelled")]
 
 
 def test_concurrent_claims_never_hand_out_an_item_twice(db, make):
@@ -139,3 +145,21 @@ def test_concurrent_idempotency_begin_claims_once(db):
             results = [f.result() for f in [pool.submit(begin) for _ in range(THREADS)]]
             assert sum(r is None for r in results) == 1, round_
             assert all(r.idem_key == f"idem-{round_}" for r in results if r is not None)
+
+
+def test_concurrent_template_updates_each_write_a_version(db, make):
+    """Simultaneous PUTs of one template: every update gets its own version number, none fails."""
+    ws = make.workspace()
+    tpl = make.template(ws)
+    barrier = threading.Barrier(THREADS)
+
+    def update(n):
+        barrier.wait(timeout=10)
+        return repo.update_template(db, ws.id, tpl.uid, None, {"html": f"<p>{n}</p>"}).version
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        versions = sorted(pool.map(update, range(THREADS)))
+    assert versions == list(range(2, THREADS + 2))
+    assert repo.get_template(db, ws.id, tpl.uid).version == THREADS + 1
+    htmls = {repo.template_version_by_id(db, tpl.id, v).html for v in versions}
+    assert htmls == {f"<p>{n}</p>" for n in range(THREADS)}

@@ -228,3 +228,23 @@ def test_check_fails_on_a_read_only_root(storage: LocalStorage) -> None:
             storage.check()
     finally:
         storage.root.chmod(0o700)
+
+
+def test_remove_temporary_files_deletes_only_stale_half_written_files(tmp_path):
+    import os
+    import time
+
+    from pressrun.storage.local import TEMP_PREFIX
+
+    storage = LocalStorage(tmp_path)
+    storage.put("batches/b/0.png", b"done")
+    stale = storage.path("batches/b") / f"{TEMP_PREFIX}0123456789abcdef"
+    stale.write_bytes(b"half")
+    fresh = storage.path("batches/b") / f"{TEMP_PREFIX}fedcba9876543210"
+    fresh.write_bytes(b"being written")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    assert storage.remove_temporary_files(older_than_s=3600) == 1
+    assert not stale.exists() and fresh.exists()
+    assert storage.remove_temporary_files() == 1 and not fresh.exists()
+    assert storage.exists("batches/b/0.png")

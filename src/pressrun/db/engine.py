@@ -2,7 +2,9 @@
 
 SQLite is the zero-configuration default: WAL journal (readers never block the writer), a busy
 timeout instead of "database is locked", foreign keys on, and ``BEGIN IMMEDIATE`` so a transaction
-that will write takes the write lock up front rather than failing half-way. PostgreSQL needs none of that.
+that will write takes the write lock up front rather than failing half-way. Read-only work goes
+through :func:`reading`, which begins a plain (deferred) transaction and so never waits for the
+writer. PostgreSQL needs none of that.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from pressrun.errors import ConfigError
@@ -56,7 +58,16 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection) -> None:  # type: ignore[no-untyped-def]
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "pressrun_read_only"
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads only (use as a context manager); on SQLite it never takes the write lock."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
 
 
 def alembic_config(engine: Engine) -> Config:

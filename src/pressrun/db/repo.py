@@ -19,6 +19,7 @@ from sqlalchemy import Engine, and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
+from pressrun.db.engine import reading
 from pressrun.db.schema import (
     api_keys,
     batches,
@@ -98,7 +99,7 @@ def create_key(engine: Engine, *, name: str, plan: str, workspace_uid: str | Non
 
 
 def find_key(engine: Engine, key: str) -> ApiKey | None:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(
             select(api_keys, workspaces.c.uid.label("workspace_uid"))
             .join(workspaces, workspaces.c.id == api_keys.c.workspace_id)
@@ -110,7 +111,7 @@ def find_key(engine: Engine, key: str) -> ApiKey | None:
 
 
 def list_keys(engine: Engine) -> list[Row]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return list(
             conn.execute(
                 select(api_keys, workspaces.c.uid.label("workspace_uid"))
@@ -131,12 +132,12 @@ def revoke_key(engine: Engine, prefix_or_id: str) -> int:
 
 
 def count_keys(engine: Engine) -> int:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return conn.execute(select(func.count()).select_from(api_keys)).scalar_one()
 
 
 def first_workspace_uid(engine: Engine) -> str | None:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return conn.execute(select(workspaces.c.uid).order_by(workspaces.c.id).limit(1)).scalar_one_or_none()
 
 
@@ -163,7 +164,7 @@ def create_template(engine: Engine, workspace_id: int, name: str, version: dict[
 
 def get_template(engine: Engine, workspace_id: int, uid: str, version: int | None = None) -> Row | None:
     """The template with its current (or the given) version's fields."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return _template_row(conn, workspace_id, uid, version)
 
 
@@ -181,7 +182,7 @@ def _template_row(conn: Connection, workspace_id: int | None, uid: str, version:
 
 def template_version_by_id(engine: Engine, template_id: int, version: int) -> Row | None:
     """For the dispatcher: a batch's pinned version, even if the template was deleted since."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return conn.execute(
             select(templates.c.uid, templates.c.name, *[template_versions.c[f] for f in VERSION_FIELDS])
             .join(template_versions, template_versions.c.template_id == templates.c.id)
@@ -190,7 +191,7 @@ def template_version_by_id(engine: Engine, template_id: int, version: int) -> Ro
 
 
 def list_templates(engine: Engine, workspace_id: int, offset: int, limit: int) -> tuple[int, list[Row]]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         where = and_(templates.c.workspace_id == workspace_id, templates.c.deleted_at.is_(None))
         total = conn.execute(select(func.count()).select_from(templates).where(where)).scalar_one()
         rows = conn.execute(
@@ -243,7 +244,7 @@ def delete_template(engine: Engine, workspace_id: int, uid: str) -> bool:
 
 
 def find_template_by_name(engine: Engine, workspace_id: int, name: str) -> str | None:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return conn.execute(
             select(templates.c.uid).where(templates.c.workspace_id == workspace_id, templates.c.name == name,
                                           templates.c.deleted_at.is_(None))
@@ -259,7 +260,7 @@ def upsert_asset(engine: Engine, template_id: int, name: str, content_type: str,
 
 
 def list_assets(engine: Engine, template_id: int) -> list[Row]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return conn.execute(
             select(template_assets).where(template_assets.c.template_id == template_id)
             .order_by(template_assets.c.name)
@@ -270,7 +271,7 @@ def list_assets(engine: Engine, template_id: int) -> list[Row]:
 
 
 def count_open_batches(engine: Engine, workspace_id: int) -> int:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return conn.execute(
             select(func.count()).select_from(batches)
             .where(batches.c.workspace_id == workspace_id, batches.c.status.in_(("pending", "processing")))
@@ -322,7 +323,7 @@ class BatchTooLarge(Exception):
 
 
 def get_batch(engine: Engine, workspace_id: int | None, uid: str) -> Row | None:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         query = select(batches, templates.c.uid.label("template_uid")).join(
             templates, templates.c.id == batches.c.template_id).where(batches.c.uid == uid)
         if workspace_id is not None:
@@ -331,7 +332,7 @@ def get_batch(engine: Engine, workspace_id: int | None, uid: str) -> Row | None:
 
 
 def list_batches(engine: Engine, workspace_id: int, offset: int, limit: int) -> tuple[int, list[Row]]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         total = conn.execute(
             select(func.count()).select_from(batches).where(batches.c.workspace_id == workspace_id)
         ).scalar_one()
@@ -346,7 +347,7 @@ def list_batches(engine: Engine, workspace_id: int, offset: int, limit: int) -> 
 
 
 def item_counts(engine: Engine, batch_id: int) -> dict[str, int]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return _counts(conn, batch_id)
 
 
@@ -358,7 +359,7 @@ def _counts(conn: Connection, batch_id: int) -> dict[str, int]:
 
 
 def list_items(engine: Engine, batch_id: int, offset: int, limit: int, status: str | None) -> list[Row]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         query = select(items).where(items.c.batch_id == batch_id)
         if status is not None:
             query = query.where(items.c.status == status)
@@ -369,7 +370,7 @@ def iter_items(engine: Engine, batch_id: int, page: int = 1000) -> Iterator[Row]
     """Every item of a batch in index order, a page at a time (for ZIP downloads of 50,000 items)."""
     last = -1
     while True:
-        with engine.connect() as conn:
+        with reading(engine) as conn:
             rows = conn.execute(
                 select(items).where(items.c.batch_id == batch_id, items.c.idx > last)
                 .order_by(items.c.idx).limit(page)
@@ -385,9 +386,14 @@ def _maybe_finish(conn: Connection, batch_id: int, recorder: Any = None) -> str 
 
     ``recorder`` (webhooks.store.EventRecorder) writes the batch.completed event in this same
     transaction: the event exists exactly when the batch's end is committed."""
-    counts = _counts(conn, batch_id)
-    if any(counts.get(state, 0) for state in OPEN_ITEM_STATES):
+    # One index probe per finished item (not a count over the whole batch: that made a 50,000-item
+    # batch quadratic); the full count runs once, when the batch closes.
+    still_open = conn.execute(
+        select(items.c.id).where(items.c.batch_id == batch_id, items.c.status.in_(OPEN_ITEM_STATES)).limit(1)
+    ).first()
+    if still_open is not None:
         return None
+    counts = _counts(conn, batch_id)
     batch = conn.execute(select(batches.c.status, batches.c.cancel_requested).where(batches.c.id == batch_id)).one()
     if batch.status in FINISHED_BATCH_STATES:
         return None
@@ -448,11 +454,12 @@ def retry_failed(engine: Engine, batch_id: int) -> int:
 # --- the dispatcher's side ----------------------------------------------------------------------
 
 
-def requeue_abandoned(engine: Engine) -> int:
+def requeue_abandoned(engine: Engine, recorder: Any = None) -> int:
     """At start-up of the only dispatcher: items left 'rendering' by a crash go back to the queue.
 
     Except in batches whose cancel was requested: no one claims those again (see active_batches), so
-    their open items are cancelled and the batch is closed, as the last finish_item would have done."""
+    their open items are cancelled and the batch is closed (with its batch.completed event, through
+    ``recorder``), as the last finish_item would have done. Returns how many items were re-queued."""
     with engine.begin() as conn:
         cancelling = conn.execute(
             select(batches.c.id)
@@ -465,14 +472,14 @@ def requeue_abandoned(engine: Engine) -> int:
                 .values(status="cancelled", finished_at=now())
             )
             for batch_id in cancelling:
-                _maybe_finish(conn, batch_id)
+                _maybe_finish(conn, batch_id, recorder)
         return conn.execute(
             update(items).where(items.c.status == "rendering").values(status="queued", started_at=None)
         ).rowcount
 
 
 def active_batches(engine: Engine) -> list[Row]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return conn.execute(
             select(batches.c.id, batches.c.uid, batches.c.concurrency)
             .where(batches.c.status.in_(("pending", "processing")), batches.c.cancel_requested.is_(False))
@@ -539,7 +546,7 @@ def record_file(engine: Engine, workspace_id: int, key: str, size: int, expires_
 
 def expired_outputs(engine: Engine, retention: timedelta, limit: int = 500) -> tuple[list[Row], list[Row]]:
     cutoff = now() - retention
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         item_rows = conn.execute(
             select(items.c.id, items.c.output_key)
             .where(items.c.status == "completed", items.c.expired_at.is_(None), items.c.finished_at < cutoff)
@@ -603,10 +610,10 @@ def idempotency_abandon(engine: Engine, key_hash: str, idem_key: str) -> None:
 
 
 def batch_by_id(engine: Engine, batch_id: int) -> Row:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return conn.execute(select(batches).where(batches.c.id == batch_id)).one()
 
 
 def workspace_id(engine: Engine, uid: str) -> int | None:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return conn.execute(select(workspaces.c.id).where(workspaces.c.uid == uid)).scalar_one_or_none()

@@ -136,7 +136,7 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self) -> None:
-        requeued = await asyncio.to_thread(repo.requeue_abandoned, self.db)
+        requeued = await asyncio.to_thread(repo.requeue_abandoned, self.db, self.recorder)
         if requeued:
             log.info("re-queued %d items left in flight by an earlier run", requeued)
         loop = asyncio.get_running_loop()

@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -135,6 +136,19 @@ class LocalStorage:
                 _remove_dir_or_link(os.path.join(folder, name))
         _remove_dir_or_link(str(top))
         return count
+
+    def remove_temporary_files(self, older_than_s: float = 0.0) -> int:
+        """Delete half-written files a crash left behind (older than ``older_than_s``); returns how many."""
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for temp in self.root.rglob(f"{TEMP_PREFIX}*"):
+            try:
+                if temp.is_file() and not temp.is_symlink() and temp.stat().st_mtime <= cutoff:
+                    temp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def check(self) -> None:
         """Readiness: the root exists and a file can be written and deleted in it; raises OSError otherwise."""

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
 from pressrun.db import repo
+from pressrun.db.engine import reading
 from pressrun.db.schema import (
     batches,
     items,
@@ -63,12 +64,12 @@ def _subscription(conn: Connection, workspace_id: int, uid: str) -> Row | None:
 
 
 def get_subscription(engine: Engine, workspace_id: int, uid: str) -> Row | None:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return _subscription(conn, workspace_id, uid)
 
 
 def list_subscriptions(engine: Engine, workspace_id: int) -> list[Row]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return conn.execute(select(webhook_subscriptions).where(
             webhook_subscriptions.c.workspace_id == workspace_id, webhook_subscriptions.c.deleted_at.is_(None))
             .order_by(webhook_subscriptions.c.created_at.desc(), webhook_subscriptions.c.id.desc())).all()
@@ -122,7 +123,7 @@ def _batch_secret(conn: Connection, workspace_id: int, *, rotate: bool = False) 
 
 
 def list_deliveries(engine: Engine, subscription_id: int, offset: int, limit: int) -> tuple[list[Row], dict]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(
             select(webhook_deliveries, webhook_events.c.uid.label("event_uid"), webhook_events.c.type)
             .join(webhook_events, webhook_events.c.id == webhook_deliveries.c.event_id)

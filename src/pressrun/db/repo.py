@@ -515,17 +515,34 @@ def finish_item(engine: Engine, batch_id: int, item_id: int, outcome: dict[str, 
                 recorder: Any = None) -> str | None:
     """Record an item's outcome (only if it is still 'rendering': a retry or restart cannot record it
     twice) and close the batch if it was the last. Returns the batch's final status, if it closed."""
+    closed = finish_items(engine, [(batch_id, item_id, outcome)], recorder)
+    return closed[0][1] if closed else None
+
+
+def finish_items(engine: Engine, outcomes: Sequence[tuple[int, int, dict[str, Any]]],
+                 recorder: Any = None) -> list[tuple[int, str]]:
+    """:func:`finish_item` for several items in one transaction (the dispatcher groups outcomes that
+    arrive together). Returns (batch id, final status) for each batch this closed."""
+    closed: list[tuple[int, str]] = []
     with engine.begin() as conn:
-        _lock_batch(conn, batch_id)
-        changed = conn.execute(
-            update(items).where(items.c.id == item_id, items.c.status == "rendering")
-            .values(finished_at=now(), **outcome)
-        ).rowcount
-        if not changed:
-            return None
-        if recorder is not None:
-            recorder.item_finished(conn, batch_id, item_id)
-        return _maybe_finish(conn, batch_id, recorder)
+        for batch_id in sorted({batch_id for batch_id, _, _ in outcomes}):  # one lock order: no deadlocks
+            _lock_batch(conn, batch_id)
+        stamp = now()
+        touched: set[int] = set()
+        for batch_id, item_id, outcome in outcomes:
+            changed = conn.execute(
+                update(items).where(items.c.id == item_id, items.c.status == "rendering")
+                .values(finished_at=stamp, **outcome)
+            ).rowcount
+            if changed:
+                touched.add(batch_id)
+                if recorder is not None:
+                    recorder.item_finished(conn, batch_id, item_id)
+        for batch_id in sorted(touched):
+            final = _maybe_finish(conn, batch_id, recorder)
+            if final is not None:
+                closed.append((batch_id, final))
+    return closed
 
 
 def release_item(engine: Engine, item_id: int) -> None:

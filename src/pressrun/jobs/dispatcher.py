@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.5
 UNAVAILABLE_BACKOFF_S = 5.0
+FLUSH_WINDOW_S = 0.01  # outcomes that finish within this window are written in one transaction
+FLUSH_MAX = 64
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,10 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._batches: dict[int, Any] = {}  # the immutable fields of batches with items in flight
         self._paused_until = 0.0
+        # Claim in chunks of about a page's worth, not one item per completion: fewer transactions.
+        self.claim_chunk = max(1, renderer.concurrency)
+        self._outcomes: list[tuple[int, int, dict[str, Any], asyncio.Future[str | None]]] = []
+        self._outcome_ready = asyncio.Event()
 
     def wake(self) -> None:
         """Something changed (a batch was accepted or retried): look for work now."""
@@ -140,10 +146,13 @@ class Dispatcher:
         if requeued:
             log.info("re-queued %d items left in flight by an earlier run", requeued)
         loop = asyncio.get_running_loop()
+        recorder = asyncio.create_task(self._record_outcomes(), name="dispatcher-outcomes")
         try:
             while True:
                 claimed = 0
-                if loop.time() >= self._paused_until and sum(self.in_flight.values()) < self.capacity:
+                in_flight = sum(self.in_flight.values())
+                free = self.capacity - in_flight
+                if loop.time() >= self._paused_until and (free >= self.claim_chunk or (free > 0 and in_flight == 0)):
                     try:
                         claimed = await self._claim_round()
                     except Exception:  # a database hiccup must not stop the dispatcher
@@ -159,6 +168,38 @@ class Dispatcher:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            recorder.cancel()
+            await asyncio.gather(recorder, return_exceptions=True)
+
+    async def _record_outcomes(self) -> None:
+        """Write outcomes in groups: whatever finished within FLUSH_WINDOW_S goes in one transaction."""
+        while True:
+            await self._outcome_ready.wait()
+            if len(self._outcomes) < FLUSH_MAX:
+                await asyncio.sleep(FLUSH_WINDOW_S)
+            group, self._outcomes = self._outcomes, []
+            self._outcome_ready.clear()
+            if not group:
+                continue
+            try:
+                closed = await asyncio.to_thread(
+                    repo.finish_items, self.db, [(b, i, o) for b, i, o, _ in group], self.recorder
+                )
+            except Exception as exc:  # the items stay 'rendering' and are re-queued at the next start
+                for *_, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            finals = dict(closed)
+            for batch_id, _, _, future in group:
+                if not future.done():
+                    future.set_result(finals.pop(batch_id, None))
+
+    async def _record(self, batch_id: int, item_id: int, outcome: dict[str, Any]) -> str | None:
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._outcomes.append((batch_id, item_id, outcome, future))
+        self._outcome_ready.set()
+        return await future
 
     async def _claim_round(self) -> int:
         active = await asyncio.to_thread(repo.active_batches, self.db)
@@ -196,7 +237,7 @@ class Dispatcher:
             if outcome is None:  # the renderer is unavailable: not the row's fault, back to the queue
                 await asyncio.to_thread(repo.release_item, self.db, item.id)
                 return
-            final = await asyncio.to_thread(repo.finish_item, self.db, batch_id, item.id, outcome, self.recorder)
+            final = await self._record(batch_id, item.id, outcome)
             if final is not None and self.on_batch_finished is not None:
                 await self.on_batch_finished(batch_id, final)
         except asyncio.CancelledError:

@@ -46,12 +46,16 @@ def slow_server():
     server.shutdown()
 
 
-def browser_processes() -> list[psutil.Process]:
-    """Chromium main processes started by this test process (children of Playwright's driver)."""
+async def browser_processes(renderer: ChromiumRenderer) -> list[psutil.Process]:
+    """Chromium main processes under this renderer's Playwright driver (other renderers in the
+    same test session have drivers of their own)."""
+    pid = await renderer.browser_pid()
+    assert pid is not None, "the renderer has a browser"
+    driver = psutil.Process(pid).parent()
     found = []
-    for child in psutil.Process().children(recursive=True):
+    for child in driver.children():
         try:
-            if "chrom" in child.name() and "chrom" not in (child.parent().name() if child.parent() else ""):
+            if "chrom" in child.name():
                 found.append(child)
         except psutil.NoSuchProcess:
             continue
@@ -73,7 +77,8 @@ async def test_slow_row_times_out_and_the_next_row_renders(slow_server):
 async def test_browser_killed_mid_batch_loses_no_row():
     async with ChromiumRenderer(RenderSettings(concurrency=2, timeout_s=20)) as renderer:
         await renderer.render(ROW.format(0), OPTIONS)  # browser is up
-        [browser] = browser_processes()
+        [browser] = await browser_processes(renderer)
+        assert browser.pid == await renderer.browser_pid()
 
         rows = 200
         tasks = [asyncio.create_task(renderer.render(ROW.format(i), OPTIONS)) for i in range(rows)]
@@ -92,7 +97,7 @@ async def test_browser_is_recycled_after_n_renders_without_failing_rows():
         results = await asyncio.gather(*(renderer.render(ROW.format(i), OPTIONS) for i in range(23)))
         assert len(results) == 23
         assert renderer.restarts >= 3  # every 5-6 renders (renders in flight finish first)
-        assert len(browser_processes()) == 1  # old browsers are closed, not leaked
+        assert len(await browser_processes(renderer)) == 1  # old browsers are closed, not leaked
 
 
 class AssetHandler(http.server.BaseHTTPRequestHandler):

@@ -102,12 +102,17 @@ class ChromiumRenderer:
         """Chromium is up (or being restarted after a crash or recycle, which the next render awaits)."""
         return self._browser is not None and (self._browser.is_connected() or not self._open_gate.is_set())
 
-    @property
-    def browser_pid(self) -> int | None:
-        """The browser's process id (used by crash tests and diagnostics)."""
-        browser = self._browser
-        process = getattr(getattr(browser, "_impl_obj", None), "_browser_process", None)
-        return getattr(process, "pid", None)
+    async def browser_pid(self) -> int | None:
+        """The browser's process id, as Chromium itself reports it (crash tests, diagnostics)."""
+        await self._open_gate.wait()  # not in the middle of a recycle or restart
+        if self._browser is None or not self._browser.is_connected():
+            return None
+        session = await self._browser.new_browser_cdp_session()
+        try:
+            info = await session.send("SystemInfo.getProcessInfo")
+        finally:
+            await session.detach()
+        return next((p["id"] for p in info["processInfo"] if p["type"] == "browser"), None)
 
     async def render(self, html: str, options: RenderOptions, *, asset_root: Path | None = None) -> RenderResult:
         """Render one document. Raises RowError subclasses for row-level failures."""

@@ -109,8 +109,10 @@ async def test_cancel_stops_queued_items_and_lets_in_flight_ones_finish(api: Api
 async def test_zip_download_names_files_by_pattern_and_lists_failures(api: Api):
     template = await create_template(api, html=FAILING_HTML, format="jpeg")
     rows = [{"title": "Alpha", "fail": False}, {"title": "Beta", "fail": True}, {"title": "Alpha", "fail": False}]
-    batch_id = (await submit(api, template["uid"], {"variableSets": rows, "filename": "{{ title }} card"}))["batchId"]
-    await wait_for_batch(api, batch_id)
+    batch_id = (await submit(api, template["uid"], {"variableSets": rows, "filename": "{{ title }} card",
+                                                    "zip": True}))["batchId"]
+    done = await wait_for_batch(api, batch_id)
+    assert done["zipUrl"] == f"http://pressrun.test/templates/batch/{batch_id}/download"
     response = await api.client.get(f"/templates/batch/{batch_id}/download", headers=api.auth())
     assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
     archive = zipfile.ZipFile(io.BytesIO(response.content))

@@ -18,7 +18,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from pressrun.api.auth import authenticate
-from pressrun.api.deps import check_template_source, expiry_from, file_url, service_of, template_or_404
+from pressrun.api.deps import (
+    base_url,
+    check_template_source,
+    expiry_from,
+    file_url,
+    service_of,
+    template_or_404,
+)
 from pressrun.api.problems import ApiProblem, field_path, shown
 from pressrun.api.schemas import BatchAccepted, BatchOptions, BatchRenderIn
 from pressrun.data import open_rows
@@ -216,8 +223,11 @@ async def batch_or_404(request: Request, key: ApiKey, batch_id: str) -> Any:
     return row
 
 
-def batch_summary(row: Any, counts: dict[str, int]) -> dict[str, Any]:
-    return {
+def batch_summary(row: Any, counts: dict[str, int], request: Request | None = None) -> dict[str, Any]:
+    extra = {}
+    if request is not None and row.zip:  # the client asked for a ZIP: say where it is
+        extra["zipUrl"] = f"{base_url(request)}/templates/batch/{row.uid}/download"
+    return extra | {
         "batchId": row.uid,
         "templateUid": row.template_uid,
         "templateVersion": row.template_version,
@@ -287,7 +297,7 @@ async def batch_results(
     row = await batch_or_404(request, key, batch_id)
     counts = await run_in_threadpool(repo.item_counts, service.db, row.id)
     items = await run_in_threadpool(repo.list_items, service.db, row.id, offset, limit, status)
-    return {**batch_summary(row, counts), "offset": offset, "limit": limit,
+    return {**batch_summary(row, counts, request), "offset": offset, "limit": limit,
             "results": [item_result(request, item) for item in items]}
 
 

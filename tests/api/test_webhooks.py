@@ -341,3 +341,40 @@ async def test_a_slow_receiver_does_not_slow_rendering_or_change_the_outcome(api
         await receiver.wait_for(17, timeout_s=30)  # and every event still arrives
     finally:
         await unsubscribe(api, sub["uid"])
+
+
+async def test_redirects_are_not_followed(api: Api, receiver):
+    target = Receiver().start()  # where the redirect points: must never be called
+    try:
+
+        class Redirect(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(307)
+                self.send_header("Location", target.url)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        redirector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+        redirector.daemon_threads = True
+        threading.Thread(target=redirector.serve_forever, daemon=True).start()
+        sub = await subscribe(api, f"http://127.0.0.1:{redirector.server_address[1]}/hook", ["batch.completed"])
+        await run_batch(api, [{"title": "r"}])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            log = (await api.client.get(f"/webhook-subscriptions/{sub['uid']}/deliveries", headers=api.auth())).json()
+            if log["deliveries"] and log["deliveries"][0]["status"] != "pending":
+                break
+            await asyncio.sleep(0.05)
+        [entry] = log["deliveries"]
+        assert entry["status"] == "failed" and entry["lastStatusCode"] == 307
+        assert "redirects are not followed" in entry["lastError"]
+        await asyncio.sleep(0.3)
+        assert target.received == []
+        await unsubscribe(api, sub["uid"])
+        redirector.shutdown()
+    finally:
+        target.stop()

@@ -378,3 +378,29 @@ async def test_redirects_are_not_followed(api: Api, receiver):
         redirector.shutdown()
     finally:
         target.stop()
+
+
+async def test_connection_errors_are_retried_then_given_up_and_logged(api: Api):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/hook"
+    sub = await subscribe(api, dead, ["batch.completed"])
+    try:
+        await run_batch(api, [{"title": "d"}])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            log = (await api.client.get(f"/webhook-subscriptions/{sub['uid']}/deliveries", headers=api.auth())).json()
+            if log["deliveries"] and log["deliveries"][0]["status"] == "failed":
+                break
+            await asyncio.sleep(0.1)
+        [entry] = log["deliveries"]
+        max_attempts = api.service.settings.webhooks.max_attempts
+        assert entry["status"] == "failed" and entry["attemptCount"] == max_attempts
+        assert len(entry["attempts"]) == max_attempts and all(a["statusCode"] is None for a in entry["attempts"])
+        assert "ConnectError" in entry["attempts"][0]["error"] and "gave up" in entry["lastError"]
+        retries = [a["nextRetryAt"] for a in entry["attempts"]]
+        assert all(retries[:-1]) and retries[-1] is None
+    finally:
+        await unsubscribe(api, sub["uid"])

@@ -32,6 +32,7 @@ class OutputNamer:
         self.extension = fmt.extension
         self.index_width = max(len(str(total_rows)), 1)
         self._taken: set[str] = set()
+        self._next: dict[str, int] = {}  # per stem (lower case): the next -N suffix to try
 
     def default_stem(self, row_number: int) -> str:
         return str(row_number).zfill(self.index_width)
@@ -46,9 +47,11 @@ class OutputNamer:
                 candidate = candidate[: -len(suffix)]
             stem = safe_stem(candidate) or stem
         name = f"{stem}.{self.extension}"
-        counter = 2
+        # Resume numbering where this stem left off: 50,000 rows with one name stay linear, not quadratic.
+        counter = self._next.get(stem.lower(), 2)
         while name.lower() in self._taken:
             name = f"{stem}-{counter}.{self.extension}"
             counter += 1
+        self._next[stem.lower()] = counter
         self._taken.add(name.lower())
         return name

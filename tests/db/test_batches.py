@@ -222,10 +222,20 @@ def test_release_item_puts_it_back_in_the_queue(db, make):
     ws = make.workspace()
     _, batch_id = make.batch(ws, 1)
     (item,) = repo.claim_items(db, batch_id, 1)
-    repo.release_item(db, item.id)
+    assert repo.release_item(db, batch_id, item.id) is None
     assert repo.item_counts(db, batch_id) == {"queued": 1}
     (again,) = repo.claim_items(db, batch_id, 1)
     assert again.id == item.id and again.attempts == 2
+
+
+def test_an_item_released_after_cancel_was_requested_is_cancelled_and_the_batch_closes(db, make, recorder):
+    ws = make.workspace()
+    _, batch_id = make.batch(ws, 3)
+    (item,) = repo.claim_items(db, batch_id, 1)
+    assert repo.cancel_batch(db, batch_id, recorder) == "processing"  # one item still rendering
+    assert repo.release_item(db, batch_id, item.id, recorder) == "cancelled"
+    assert repo.item_counts(db, batch_id) == {"cancelled": 3}
+    assert [status for _, status in recorder.batches] == ["cancelled"]
 
 
 # --- cancel_batch -------------------------------------------------------------------------------

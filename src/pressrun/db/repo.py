@@ -545,11 +545,15 @@ def finish_items(engine: Engine, outcomes: Sequence[tuple[int, int, dict[str, An
     return closed
 
 
-def release_item(engine: Engine, item_id: int) -> None:
-    """Give an item back to the queue (the renderer is unavailable; it is not the row's fault)."""
+def release_item(engine: Engine, batch_id: int, item_id: int, recorder: Any = None) -> str | None:
+    """Give an item back to the queue (the renderer is unavailable; it is not the row's fault). In a
+    batch whose cancel was requested meanwhile, the item is cancelled instead, and the batch may close."""
     with engine.begin() as conn:
-        conn.execute(update(items).where(items.c.id == item_id, items.c.status == "rendering")
-                     .values(status="queued", started_at=None))
+        _lock_batch(conn, batch_id)
+        cancelling = conn.execute(select(batches.c.cancel_requested).where(batches.c.id == batch_id)).scalar_one()
+        values = {"status": "cancelled", "finished_at": now()} if cancelling else {"status": "queued", "started_at": None}
+        conn.execute(update(items).where(items.c.id == item_id, items.c.status == "rendering").values(**values))
+        return _maybe_finish(conn, batch_id, recorder) if cancelling else None
 
 
 # --- single-render files, retention -------------------------------------------------------------

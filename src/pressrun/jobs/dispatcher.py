@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -66,8 +67,13 @@ class TemplateCache:
         self.db, self.engine, self.storage, self.size = db, engine, storage, size
         self._cache: dict[tuple[int, int], PreparedTemplate] = {}
         self._patterns: dict[str, CompiledTemplate] = {}
+        self._lock = threading.Lock()  # called from worker threads (API and dispatcher)
 
     def get(self, template_id: int, version: int) -> PreparedTemplate:
+        with self._lock:
+            return self._get(template_id, version)
+
+    def _get(self, template_id: int, version: int) -> PreparedTemplate:
         key = (template_id, version)
         found = self._cache.get(key)
         if found is None:
@@ -88,6 +94,10 @@ class TemplateCache:
         return found
 
     def filename_pattern(self, pattern: str) -> CompiledTemplate:
+        with self._lock:
+            return self._filename_pattern(pattern)
+
+    def _filename_pattern(self, pattern: str) -> CompiledTemplate:
         compiled = self._patterns.get(pattern)
         if compiled is None:
             if len(self._patterns) >= self.size:
@@ -235,7 +245,9 @@ class Dispatcher:
         try:
             outcome = await self._render(self._batches[batch_id], item)
             if outcome is None:  # the renderer is unavailable: not the row's fault, back to the queue
-                await asyncio.to_thread(repo.release_item, self.db, item.id)
+                final = await asyncio.to_thread(repo.release_item, self.db, batch_id, item.id, self.recorder)
+                if final is not None and self.on_batch_finished is not None:
+                    await self.on_batch_finished(batch_id, final)
                 return
             final = await self._record(batch_id, item.id, outcome)
             if final is not None and self.on_batch_finished is not None:
@@ -255,11 +267,13 @@ class Dispatcher:
         try:
             prepared = await asyncio.to_thread(self.templates.get, batch.template_id, batch.template_version)
             variables = prepared.row(json.loads(item.variables))
-            html = prepared.template.render(variables, locale=batch.locale)
+            # In a thread: a template may use its whole time budget, and the event loop must not stall.
+            html = await asyncio.to_thread(prepared.template.render, variables, locale=batch.locale)
             file_name = None
             if batch.filename:
                 # The engine HTML-escapes its output; a file name is the row's own text.
-                file_name = unescape(self.templates.filename_pattern(batch.filename).render(variables))[:300]
+                pattern = self.templates.filename_pattern(batch.filename)
+                file_name = unescape(await asyncio.to_thread(pattern.render, variables))[:300]
             fmt = OutputFormat(batch.format)
             options = RenderOptions(
                 format=fmt,

@@ -17,6 +17,10 @@ class RefusedUrl(Exception):
     """The URL may not receive webhooks; the message says why."""
 
 
+class UnresolvedUrl(RefusedUrl):
+    """The host does not resolve right now: refused when subscribing, retried when delivering."""
+
+
 def _check_address(address: str, host: str) -> None:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -63,7 +67,7 @@ async def check_url(url: str, *, allow_private: bool) -> None:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
-            raise RefusedUrl(f"{host} does not resolve ({exc.strerror})") from None
+            raise UnresolvedUrl(f"{host} does not resolve ({exc.strerror})") from None
         addresses = sorted({info[4][0] for info in infos})
     for address in addresses:
         _check_address(address, host)

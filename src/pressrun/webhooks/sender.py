@@ -22,7 +22,7 @@ from pressrun import __version__
 from pressrun.db import repo
 from pressrun.settings import WebhookSettings
 from pressrun.webhooks import store
-from pressrun.webhooks.policy import RefusedUrl, check_url
+from pressrun.webhooks.policy import RefusedUrl, UnresolvedUrl, check_url
 from pressrun.webhooks.signing import sign
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,8 @@ class WebhookSender:
             status_code = response.status_code
             if not 200 <= status_code < 300:
                 error = f"HTTP {status_code}" + (" (redirects are not followed)" if 300 <= status_code < 400 else "")
+        except UnresolvedUrl as exc:  # DNS may be back on the next attempt
+            error = f"could not resolve: {exc}"
         except RefusedUrl as exc:
             error = f"refused: {exc}"
         except httpx.TimeoutException:

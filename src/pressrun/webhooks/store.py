@@ -138,6 +138,10 @@ def list_deliveries(engine: Engine, subscription_id: int, offset: int, limit: in
     return rows, attempts
 
 
+class DeliveryInFlight(Exception):
+    """An attempt of this delivery is being sent right now."""
+
+
 def redeliver(engine: Engine, subscription_id: int, delivery_uid: str) -> Row | None:
     """Send a delivery again now (same delivery id); a finished one gets a fresh set of attempts."""
     with engine.begin() as conn:
@@ -145,6 +149,9 @@ def redeliver(engine: Engine, subscription_id: int, delivery_uid: str) -> Row | 
             webhook_deliveries.c.uid == delivery_uid, webhook_deliveries.c.subscription_id == subscription_id)).first()
         if row is None:
             return None
+        leased = repo.aware(row.leased_until)
+        if row.status == "pending" and leased is not None and leased > repo.now():
+            raise DeliveryInFlight(delivery_uid)
         conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == row.id).values(
             status="pending", attempts=0, next_attempt_at=repo.now(), leased_until=None, completed_at=None))
         return conn.execute(select(webhook_deliveries).where(webhook_deliveries.c.id == row.id)).one()

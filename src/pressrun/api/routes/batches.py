@@ -179,7 +179,7 @@ async def batch_render(uid: str, request: Request, key: ApiKey = Depends(authent
                                  value=str(options.webhook_url)) from exc
         fmt_value = OutputFormat.parse(options.format or template.format).value
         if options.filename:
-            check_template_source(request, options.filename, field="filename")
+            await run_in_threadpool(check_template_source, request, options.filename, "filename")
         batch = {
             "workspace_id": key.workspace_id, "template_id": template.id, "template_version": template.version,
             "format": fmt_value, "quality": options.quality or template.quality, "scale": options.scale or template.scale,
@@ -270,7 +270,7 @@ def item_result(request: Request, item: Any) -> dict[str, Any]:
 
 
 @router.get("/templates/batch")
-async def list_batches(request: Request, offset: int = Query(0, ge=0), limit: int = Query(20, ge=1, le=100),
+async def list_batches(request: Request, offset: int = Query(0, ge=0, le=2**31), limit: int = Query(20, ge=1, le=100),
                        key: ApiKey = Depends(authenticate)) -> dict[str, Any]:
     service = service_of(request)
     total, rows = await run_in_threadpool(repo.list_batches, service.db, key.workspace_id, offset, limit)
@@ -285,7 +285,7 @@ async def list_batches(request: Request, offset: int = Query(0, ge=0), limit: in
 async def batch_results(
     batch_id: str,
     request: Request,
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**31),
     limit: int = Query(100, ge=1, le=1000),
     status: str | None = Query(None),
     key: ApiKey = Depends(authenticate),
@@ -356,7 +356,9 @@ async def download(batch_id: str, request: Request, merge: str | None = Query(No
         if row.format != "pdf":
             raise ApiProblem(409, f"batch {batch_id!r} renders {row.format}; ?merge=pdf needs a PDF batch",
                              code="not_a_pdf_batch")
-        paths = [e.path for e in archive_entries(service, row) if e.path is not None and e.path.exists()]
+        paths = await run_in_threadpool(
+            lambda: [e.path for e in archive_entries(service, row) if e.path is not None and e.path.exists()]
+        )
         if not paths:
             raise ApiProblem(409, f"batch {batch_id!r} has no completed PDFs to merge", code="nothing_to_download")
         tmp = Path(tempfile.mkstemp(dir=service.settings.data_dir, suffix=".pdf")[1])

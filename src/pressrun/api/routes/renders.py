@@ -107,7 +107,10 @@ async def render_template_html(request: Request, key: ApiKey, uid: str, variable
     service = service_of(request)
     prepared = await run_in_threadpool(service.templates.get, row.id, row.version)
     try:
-        html = prepared.template.render(prepared.row(dict(variables)), locale=locale or row.locale)
+        # Off the event loop: a template may spend its whole time budget, and the server must not stall.
+        html = await run_in_threadpool(
+            lambda: prepared.template.render(prepared.row(dict(variables)), locale=locale or row.locale)
+        )
     except RowError as exc:
         raise row_failed(exc) from exc
     return row, build_document(html, stylesheet=False, css=row.css)
@@ -142,10 +145,10 @@ async def render_template(uid: str, body: TemplateRenderIn, request: Request,
 @emits_failures
 async def render_image(body: ImageIn, request: Request, key: ApiKey = Depends(authenticate)) -> Any:
     started = time.perf_counter()
-    check_template_source(request, body.html)
+    await run_in_threadpool(check_template_source, request, body.html)
     service = service_of(request)
     try:
-        html = service.template_engine.compile(body.html).render(body.variables)
+        html = await run_in_threadpool(lambda: service.template_engine.compile(body.html).render(body.variables))
     except RowError as exc:
         raise row_failed(exc) from exc
     options = RenderOptions(format=fmt_of(body.format, "png"), width_px=body.width, height_px=body.height,
@@ -173,9 +176,10 @@ async def pdf_page(request: Request, key: ApiKey, page: Any, body: PdfRenderIn |
         row, document = await render_template_html(request, key, page.template_uid, page.variables, None)
         options = page_options(body, pdf_options(row.pdf), row.width, row.height)
         return await run_render(request, document, options, asset_root(service_of(request).storage, row.uid))
-    check_template_source(request, page.html, field=f"{field}.html" if field != "body" else "html")
+    await run_in_threadpool(check_template_source, request, page.html, f"{field}.html" if field != "body" else "html")
     try:
-        html = service_of(request).template_engine.compile(page.html).render(page.variables)
+        engine = service_of(request).template_engine
+        html = await run_in_threadpool(lambda: engine.compile(page.html).render(page.variables))
     except RowError as exc:
         raise row_failed(exc) from exc
     options = page_options(body, None, 794, 1123)  # A4 at 96 dpi unless told otherwise

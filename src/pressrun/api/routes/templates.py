@@ -66,7 +66,7 @@ def template_out(row: Any, assets: list[Any] | None = None) -> dict[str, Any]:
 
 @router.post("/templates", status_code=201)
 async def create_template(body: TemplateIn, request: Request, key: ApiKey = Depends(authenticate)) -> dict[str, Any]:
-    check_template_source(request, body.html)
+    await run_in_threadpool(check_template_source, request, body.html)
     service = service_of(request)
     uid = await run_in_threadpool(repo.create_template, service.db, key.workspace_id, body.name,
                                   version_fields(body, partial=False))
@@ -77,7 +77,7 @@ async def create_template(body: TemplateIn, request: Request, key: ApiKey = Depe
 @router.get("/templates")
 async def list_templates(
     request: Request,
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**31),
     limit: int = Query(20, ge=1, le=100),
     key: ApiKey = Depends(authenticate),
 ) -> dict[str, Any]:
@@ -97,7 +97,7 @@ async def update_template(uid: str, body: TemplateUpdate, request: Request,
                           key: ApiKey = Depends(authenticate)) -> dict[str, Any]:
     current = await template_or_404(request, key.workspace_id, uid)
     if body.html is not None:
-        check_template_source(request, body.html)
+        await run_in_threadpool(check_template_source, request, body.html)
     changes = version_fields(body, partial=True, current_pdf=current.pdf)
     row = await run_in_threadpool(repo.update_template, service_of(request).db, key.workspace_id, uid, body.name,
                                   changes)
@@ -116,7 +116,7 @@ async def delete_template(uid: str, request: Request, key: ApiKey = Depends(auth
 @router.get("/templates/{uid}/variables")
 async def template_variables(uid: str, request: Request, key: ApiKey = Depends(authenticate)) -> dict[str, Any]:
     row = await template_or_404(request, key.workspace_id, uid)
-    variables = check_template_source(request, row.html)
+    variables = await run_in_threadpool(check_template_source, request, row.html)
     return {"templateUid": uid, "version": row.version, "variables": variables}
 
 

@@ -144,7 +144,7 @@ def delivery_out(row: Any, attempts: list[Any]) -> dict[str, Any]:
 
 
 @router.get("/webhook-subscriptions/{uid}/deliveries")
-async def list_deliveries(uid: str, request: Request, offset: int = Query(0, ge=0),
+async def list_deliveries(uid: str, request: Request, offset: int = Query(0, ge=0, le=2**31),
                           limit: int = Query(50, ge=1, le=200), key: ApiKey = Depends(authenticate)) -> dict[str, Any]:
     sub = await subscription_or_404(request, key, uid)
     rows, attempts = await run_in_threadpool(store.list_deliveries, service_of(request).db, sub.id, offset, limit)
@@ -158,7 +158,11 @@ async def redeliver(uid: str, delivery_id: str, request: Request,
     if not sub.active:
         raise ApiProblem(409, f"subscription {uid!r} is disabled; re-enable it (PUT active=true) first",
                          code="subscription_disabled")
-    row = await run_in_threadpool(store.redeliver, service_of(request).db, sub.id, delivery_id)
+    try:
+        row = await run_in_threadpool(store.redeliver, service_of(request).db, sub.id, delivery_id)
+    except store.DeliveryInFlight as exc:
+        raise ApiProblem(409, f"delivery {delivery_id!r} is being sent right now; redeliver it once that attempt "
+                         "has finished", code="delivery_in_flight", headers={"Retry-After": "5"}) from exc
     if row is None:
         raise ApiProblem(404, f"no delivery {delivery_id!r} for subscription {uid!r}", code="delivery_not_found")
     service_of(request).webhooks.wake()

@@ -215,3 +215,21 @@ async def test_sweeper_deletes_expired_outputs_and_marks_them(api: Api):
                                                                headers=api.auth())).content))
     manifest = archive.read("manifest.csv").decode()
     assert "0,,expired" in manifest
+
+
+async def test_parallel_submissions_cannot_pass_the_open_batch_limit(api: Api):
+    from pressrun.db import repo
+
+    key, _ = repo.create_key(api.service.db, name="parallel", plan="default")  # 5 unfinished batches allowed
+    limit = api.service.plan("default").max_concurrent_batches
+    template = await create_template(api, key=key)
+    body = {"variableSets": [{"title": str(i)} for i in range(40)], "concurrency": 1}
+    responses = await asyncio.gather(*(
+        api.client.post(f"/templates/{template['uid']}/batch-render", json=body, headers=api.auth(key))
+        for _ in range(limit + 5)
+    ))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [202] * limit + [429] * 5, statuses
+    for response in responses:
+        if response.status_code == 202:
+            await api.client.post(f"/templates/batch/{response.json()['batchId']}/cancel", headers=api.auth(key))

@@ -278,14 +278,30 @@ def count_open_batches(engine: Engine, workspace_id: int) -> int:
         ).scalar_one()
 
 
+class TooManyOpenBatches(Exception):
+    def __init__(self, open_batches: int, limit: int) -> None:
+        super().__init__(f"{open_batches} unfinished batches; the limit is {limit}")
+        self.open_batches, self.limit = open_batches, limit
+
+
 def create_batch(engine: Engine, batch: dict[str, Any], rows: Iterable[tuple[dict[str, Any] | None, Any]],
-                 max_items: int, recorder: Any = None) -> tuple[str, int]:
+                 max_items: int, recorder: Any = None, max_open: int | None = None) -> tuple[str, int]:
     """Write the batch and its items in one transaction. ``rows`` yields (variables, error) pairs: a
     row with an error (e.g. a CSV cell that is not a number) is stored as a failed item at once.
     Raises :class:`BatchTooLarge` past ``max_items`` (nothing is written) and ValueError when empty."""
     uid = new_uid("batch")
     stamp = now()
     with engine.begin() as conn:
+        if max_open is not None:
+            # Serialise batch creation per workspace (SQLite's BEGIN IMMEDIATE already does), so
+            # parallel requests cannot all pass the plan's limit on unfinished batches.
+            conn.execute(select(workspaces.c.id).where(workspaces.c.id == batch["workspace_id"]).with_for_update())
+            open_now = conn.execute(
+                select(func.count()).select_from(batches)
+                .where(batches.c.workspace_id == batch["workspace_id"], batches.c.status.in_(("pending", "processing")))
+            ).scalar_one()
+            if open_now >= max_open:
+                raise TooManyOpenBatches(open_now, max_open)
         batch_id = conn.execute(
             insert(batches).values(uid=uid, status="pending", total_items=0, cancel_requested=False,
                                    created_at=stamp, **batch).returning(batches.c.id)

@@ -129,10 +129,8 @@ async def batch_render(uid: str, request: Request, key: ApiKey = Depends(authent
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     plan = service.plan(key.plan)
     open_batches = await run_in_threadpool(repo.count_open_batches, service.db, key.workspace_id)
-    if open_batches >= plan.max_concurrent_batches:
-        raise ApiProblem(429, f"this workspace already has {open_batches} unfinished batches; the {key.plan!r} plan "
-                         f"allows {plan.max_concurrent_batches} at once", code="too_many_batches",
-                         limit=plan.max_concurrent_batches, headers={"Retry-After": "30"})
+    if open_batches >= plan.max_concurrent_batches:  # early, before reading an upload; checked again on write
+        raise too_many_batches(open_batches, key.plan, plan.max_concurrent_batches)
     upload: Path | None = None
     try:
         if content_type == "application/json":
@@ -190,7 +188,9 @@ async def batch_render(uid: str, request: Request, key: ApiKey = Depends(authent
         }
         try:
             batch_uid, total = await run_in_threadpool(repo.create_batch, service.db, batch, rows, plan.max_batch_items,
-                                                       service.events)
+                                                       service.events, plan.max_concurrent_batches)
+        except repo.TooManyOpenBatches as exc:
+            raise too_many_batches(exc.open_batches, key.plan, exc.limit) from exc
         except BatchTooLarge as exc:
             raise too_large(exc.limit, key.plan, None) from exc
         except ValueError as exc:
@@ -207,6 +207,11 @@ async def batch_render(uid: str, request: Request, key: ApiKey = Depends(authent
     status = "pending" if row.status in ("pending", "processing") else row.status
     return BatchAccepted(batch_id=batch_uid, status=status, total_items=total,
                          message=f"batch accepted: {total} items queued").model_dump(by_alias=True)
+
+
+def too_many_batches(open_batches: int, plan: str, limit: int) -> ApiProblem:
+    return ApiProblem(429, f"this workspace already has {open_batches} unfinished batches; the {plan!r} plan "
+                      f"allows {limit} at once", code="too_many_batches", limit=limit, headers={"Retry-After": "30"})
 
 
 def too_large(limit: int, plan: str, got: int | None) -> ApiProblem:

@@ -4,7 +4,6 @@ items in one transaction and wakes the dispatcher."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from pressrun.api.deps import (
     service_of,
     template_or_404,
 )
+from pressrun.api.jsonbatch import MalformedJson, NotAnObject, TooManyItems, parse_batch_body
 from pressrun.api.problems import ApiProblem, field_path, shown
 from pressrun.api.schemas import BatchAccepted, BatchOptions, BatchRenderIn
 from pressrun.data import open_rows
@@ -134,18 +134,20 @@ async def batch_render(uid: str, request: Request, key: ApiKey = Depends(authent
     upload: Path | None = None
     try:
         if content_type == "application/json":
+            raw = await request.body()
             try:
-                payload = json.loads(await request.body())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ApiProblem(400, f"the request body is not valid JSON: {str(exc)[:200]}",
-                                 code="malformed_json") from exc
-            except RecursionError as exc:
-                raise ApiProblem(400, "the request body is nested too deeply to read", code="malformed_json") from exc
-            except ValueError as exc:  # e.g. an integer with more digits than Python converts
-                raise ApiProblem(400, f"the request body cannot be read as JSON: {str(exc)[:200]}",
-                                 code="malformed_json") from exc
+                # Reads variableSets one element at a time and stops past the plan's limit.
+                fields, sets = await run_in_threadpool(parse_batch_body, raw, plan.max_batch_items)
+            except TooManyItems as exc:
+                raise too_large(exc.limit, key.plan, None) from exc
+            except MalformedJson as exc:
+                raise ApiProblem(400, f"the request body is not valid JSON: {exc}", code="malformed_json") from exc
+            except NotAnObject as exc:
+                raise ApiProblem(422, f"body: {exc}", code="validation_error",
+                                 errors=[{"field": "body", "message": str(exc)}]) from exc
+            payload = fields if sets is None else {**fields, "variableSets": sets}
             try:
-                body = BatchRenderIn.model_validate(payload)
+                body = await run_in_threadpool(BatchRenderIn.model_validate, payload)
             except ValidationError as exc:
                 raise options_problem(exc) from exc
             options: BatchOptions = body
@@ -153,8 +155,6 @@ async def batch_render(uid: str, request: Request, key: ApiKey = Depends(authent
             if not sets:
                 raise ApiProblem(422, f"variableSets is empty; send 1 to {plan.max_batch_items} variable sets",
                                  code="empty_batch", field="variableSets", limit=plan.max_batch_items)
-            if len(sets) > plan.max_batch_items:
-                raise too_large(plan.max_batch_items, key.plan, len(sets))
             rows: Any = ((values, None) for values in sets)
         elif content_type == "multipart/form-data" or content_type in UPLOAD_TYPES:
             upload, fmt, raw_options = await read_upload(request, content_type)

@@ -99,6 +99,11 @@ class Idempotency:
         if scope["type"] != "http" or scope["method"] != "POST" or not idem_key or not auth.lower().startswith("bearer "):
             await self.app(scope, receive, send)
             return
+        service = self.service_getter()
+        if await run_in_threadpool(repo.find_key, service.db, auth[7:].strip()) is None:
+            # No valid key: nothing to remember; the route answers 401 without the body being buffered here.
+            await self.app(scope, receive, send)
+            return
         idem = idem_key.decode("latin-1").strip()
         if not 1 <= len(idem) <= 255:
             await problem(400, "Idempotency-Key must be 1 to 255 characters", code="invalid_idempotency_key")(
@@ -119,7 +124,6 @@ class Idempotency:
         digest.update(bytes(body))
         request_hash = digest.hexdigest()
         key_hash = repo.hash_key(auth[7:].strip())
-        service = self.service_getter()
         ttl = timedelta(seconds=service.settings.api.idempotency_ttl_s)
         existing = await run_in_threadpool(repo.idempotency_begin, service.db, key_hash, idem, request_hash, ttl)
         if existing is not None:

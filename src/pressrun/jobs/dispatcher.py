@@ -40,6 +40,7 @@ IDLE_POLL_S = 0.5
 UNAVAILABLE_BACKOFF_S = 5.0
 FLUSH_WINDOW_S = 0.01  # outcomes that finish within this window are written in one transaction
 FLUSH_MAX = 64
+WRITE_ATTEMPTS = 6  # about a minute of retries before an outcome is left for the next start
 
 
 @dataclass(frozen=True)
@@ -192,10 +193,9 @@ class Dispatcher:
             if not group:
                 continue
             try:
-                closed = await asyncio.to_thread(
-                    repo.finish_items, self.db, [(b, i, o) for b, i, o, _ in group], self.recorder
-                )
-            except Exception as exc:  # the items stay 'rendering' and are re-queued at the next start
+                closed = await self._write_outcomes([(b, i, o) for b, i, o, _ in group])
+            except Exception as exc:  # the items stay 'rendering'; the next start re-queues them
+                log.exception("could not record %d outcomes", len(group))
                 for *_, future in group:
                     if not future.done():
                         future.set_exception(exc)
@@ -204,6 +204,17 @@ class Dispatcher:
             for batch_id, _, _, future in group:
                 if not future.done():
                     future.set_result(finals.pop(batch_id, None))
+
+    async def _write_outcomes(self, outcomes: list[tuple[int, int, dict[str, Any]]]) -> list[tuple[int, str]]:
+        """finish_items, retried for about a minute: a locked or briefly unreachable database must not
+        leave finished items 'rendering' until the next start."""
+        for attempt in range(1, WRITE_ATTEMPTS):
+            try:
+                return await asyncio.to_thread(repo.finish_items, self.db, outcomes, self.recorder)
+            except Exception as exc:
+                log.warning("recording %d outcomes failed (%s); retrying", len(outcomes), exc)
+                await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+        return await asyncio.to_thread(repo.finish_items, self.db, outcomes, self.recorder)
 
     async def _record(self, batch_id: int, item_id: int, outcome: dict[str, Any]) -> str | None:
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()

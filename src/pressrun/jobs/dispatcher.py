@@ -41,6 +41,7 @@ UNAVAILABLE_BACKOFF_S = 5.0
 FLUSH_WINDOW_S = 0.01  # outcomes that finish within this window are written in one transaction
 FLUSH_MAX = 64
 WRITE_ATTEMPTS = 6  # about a minute of retries before an outcome is left for the next start
+WRITE_RETRY_BASE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ class Dispatcher:
                 return await asyncio.to_thread(repo.finish_items, self.db, outcomes, self.recorder)
             except Exception as exc:
                 log.warning("recording %d outcomes failed (%s); retrying", len(outcomes), exc)
-                await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+                await asyncio.sleep(min(30.0, WRITE_RETRY_BASE_S * 2**attempt))
         return await asyncio.to_thread(repo.finish_items, self.db, outcomes, self.recorder)
 
     async def _record(self, batch_id: int, item_id: int, outcome: dict[str, Any]) -> str | None:

@@ -404,3 +404,21 @@ async def test_connection_errors_are_retried_then_given_up_and_logged(api: Api):
         assert all(retries[:-1]) and retries[-1] is None
     finally:
         await unsubscribe(api, sub["uid"])
+
+
+async def test_deliveries_connect_to_the_checked_address_not_a_fresh_lookup(receiver):
+    """DNS rebinding: the sender connects to the address the policy checked, keeping the host name in
+    Host (and SNI for https). 'hooks.example.test' does not resolve at all: only the pinned address
+    can reach the receiver."""
+    import httpx
+
+    from pressrun.webhooks.policy import pinned
+
+    port = receiver.server.server_address[1]
+    target, headers, extensions = pinned(f"http://hooks.example.test:{port}/hook?x=1", ["127.0.0.1"])
+    assert target == f"http://127.0.0.1:{port}/hook?x=1" and extensions == {}
+    async with httpx.AsyncClient(trust_env=False) as client:
+        response = await client.post(target, content=b"{}", headers=headers, extensions=extensions)
+    assert response.status_code == 200
+    assert receiver.received[0].headers["Host"] == f"hooks.example.test:{port}"
+    assert pinned("https://hooks.example.com/h", ["93.184.216.34"])[2] == {"sni_hostname": "hooks.example.com"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
 
@@ -53,11 +53,12 @@ def check_syntax(url: str) -> tuple[str, int]:
     return parts.hostname.lower().rstrip("."), port
 
 
-async def check_url(url: str, *, allow_private: bool) -> None:
-    """Raise :class:`RefusedUrl` unless ``url`` may receive webhooks now."""
+async def check_url(url: str, *, allow_private: bool) -> list[str]:
+    """Raise :class:`RefusedUrl` unless ``url`` may receive webhooks now. Returns the addresses that
+    were checked (empty when private networks are allowed), for :func:`pinned` to connect to."""
     host, port = check_syntax(url)
     if allow_private:
-        return
+        return []
     if host in METADATA_HOSTS:
         raise RefusedUrl(f"{host} is a cloud metadata host")
     try:
@@ -71,3 +72,26 @@ async def check_url(url: str, *, allow_private: bool) -> None:
         addresses = sorted({info[4][0] for info in infos})
     for address in addresses:
         _check_address(address, host)
+    return addresses
+
+
+def pinned(url: str, addresses: list[str]) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The request to send so that it goes to an address that was checked, not to whatever the name
+    resolves to a moment later (DNS rebinding): (url with the IP, extra headers, httpx extensions).
+    TLS still verifies the certificate against the original host name (SNI)."""
+    if not addresses:
+        return url, {}, {}
+    parts = urlsplit(url)
+    hostname = parts.hostname or ""
+    try:
+        ipaddress.ip_address(hostname)
+        return url, {}, {}  # already an address
+    except ValueError:
+        pass
+    ip = addresses[0]
+    netloc = f"[{ip}]" if ":" in ip else ip
+    if parts.port:
+        netloc += f":{parts.port}"
+    host_header = hostname + (f":{parts.port}" if parts.port else "")
+    extensions = {"sni_hostname": hostname} if parts.scheme == "https" else {}
+    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), {"Host": host_header}, extensions

@@ -22,7 +22,7 @@ from pressrun import __version__
 from pressrun.db import repo
 from pressrun.settings import WebhookSettings
 from pressrun.webhooks import store
-from pressrun.webhooks.policy import RefusedUrl, UnresolvedUrl, check_url
+from pressrun.webhooks.policy import RefusedUrl, UnresolvedUrl, check_url, pinned
 from pressrun.webhooks.signing import sign
 
 log = logging.getLogger(__name__)
@@ -101,12 +101,15 @@ class WebhookSender:
         error: str | None = None
         started = time.perf_counter()
         try:
-            await check_url(delivery.url, allow_private=self.settings.allow_private_networks)
+            addresses = await check_url(delivery.url, allow_private=self.settings.allow_private_networks)
+            target, host_header, extensions = pinned(delivery.url, addresses)
             response = await client.post(
-                delivery.url,
+                target,
                 content=body,
                 timeout=self.settings.timeout_s,
+                extensions=extensions,
                 headers={
+                    **host_header,
                     "Content-Type": "application/json",
                     "User-Agent": f"pressrun-webhooks/{__version__}",
                     "X-Pressrun-Event": delivery.type,

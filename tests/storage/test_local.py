@@ -97,6 +97,7 @@ BAD_KEYS = [
     ("batches/b1/", "empty segment"),
     ("batches/" + "a" * 256, "longer than 255 bytes"),
     ("batches/" + "é" * 128, "longer than 255 bytes"),  # 256 bytes in UTF-8, 128 characters
+    (".pressrun-tmp/x.png", "reserved for files being written"),
 ]
 
 
@@ -234,13 +235,13 @@ def test_remove_temporary_files_deletes_only_stale_half_written_files(tmp_path):
     import os
     import time
 
-    from pressrun.storage.local import TEMP_PREFIX
+    from pressrun.storage.local import TEMP_DIR, TEMP_PREFIX
 
     storage = LocalStorage(tmp_path)
-    storage.put("batches/b/0.png", b"done")
-    stale = storage.path("batches/b") / f"{TEMP_PREFIX}0123456789abcdef"
+    storage.put("batches/b/0.png", b"done")  # writes go through the temporary folder
+    stale = storage.root / TEMP_DIR / f"{TEMP_PREFIX}0123456789abcdef"
     stale.write_bytes(b"half")
-    fresh = storage.path("batches/b") / f"{TEMP_PREFIX}fedcba9876543210"
+    fresh = storage.root / TEMP_DIR / f"{TEMP_PREFIX}fedcba9876543210"
     fresh.write_bytes(b"being written")
     old = time.time() - 7200
     os.utime(stale, (old, old))

@@ -25,6 +25,9 @@ VALID_KEYS = (
     f"segments, no backslash or NUL, each segment at most {MAX_SEGMENT_BYTES} bytes"
 )
 TEMP_PREFIX = ".pressrun-tmp-"  # fixed length, so a temporary name never exceeds NAME_MAX
+# Files are written here first and renamed into place, so whatever a crash leaves half-written is in
+# one folder: cleaning up lists that folder instead of walking every stored file.
+TEMP_DIR = ".pressrun-tmp"
 
 
 def key_problem(key: object) -> str | None:
@@ -39,6 +42,8 @@ def key_problem(key: object) -> str | None:
         return "it contains a backslash"
     if key.startswith("/"):
         return "it starts with '/'"
+    if key.split("/", 1)[0] == TEMP_DIR:
+        return f"{TEMP_DIR!r} is reserved for files being written"
     for segment in key.split("/"):
         if segment == "":
             return "it has an empty segment ('//' or a trailing '/')"
@@ -141,7 +146,8 @@ class LocalStorage:
         """Delete half-written files a crash left behind (older than ``older_than_s``); returns how many."""
         cutoff = time.time() - older_than_s
         removed = 0
-        for temp in self.root.rglob(f"{TEMP_PREFIX}*"):
+        folder = self.root / TEMP_DIR
+        for temp in folder.iterdir() if folder.is_dir() else ():
             try:
                 if temp.is_file() and not temp.is_symlink() and temp.stat().st_mtime <= cutoff:
                     temp.unlink()
@@ -172,32 +178,32 @@ class LocalStorage:
             ) from exc
 
     def _write_atomically(self, path: Path, write: Callable[[BinaryIO], object]) -> None:
-        folder = path.parent
-        temp = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
-        out = _create_exclusive(temp)
+        temps = self.root / TEMP_DIR
+        temps.mkdir(exist_ok=True)
+        temp = temps / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
         try:
-            with out:
+            with open(temp, "xb") as out:
                 write(out)
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(temp, path)
+            _move_into_place(temp, path)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        _fsync_dir(folder)
+        _fsync_dir(path.parent)
 
 
-def _create_exclusive(temp: Path) -> BinaryIO:
-    """Create the temporary file, making its folder first; retried once because a concurrent
-    delete_prefix may remove the (still empty) folder between the mkdir and the open."""
+def _move_into_place(temp: Path, path: Path) -> None:
+    """Rename the written file to its key's path, making the folder first; retried once because a
+    concurrent delete_prefix may remove the (still empty) folder between the mkdir and the rename."""
     for attempt in (1, 2):
-        temp.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            return open(temp, "xb")
+            os.replace(temp, path)
+            return
         except FileNotFoundError:
-            if attempt == 2:
+            if attempt == 2 or not temp.exists():
                 raise
-    raise AssertionError("unreachable")
 
 
 def _remove_dir_or_link(path: str) -> None:

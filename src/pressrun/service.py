@@ -7,7 +7,6 @@ tests build their own against a temporary data directory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +15,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import Engine
 
+from pressrun.background import cancel_and_wait
 from pressrun.db import connect, migrate, repo
 from pressrun.jobs.dispatcher import Dispatcher, TemplateCache
 from pressrun.rendering import ChromiumRenderer
@@ -55,11 +55,14 @@ class Service:
         api = self.settings.api
         return (api.public_url or f"http://{api.host}:{api.port}").rstrip("/")
 
-    def file_url(self, key: str, finished_at: datetime | None, base_url: str | None = None) -> str:
+    def expires_at(self, made_at: datetime | None) -> datetime:
+        """When an output made at ``made_at`` (default: now) is deleted, and its links stop working."""
+        return (repo.aware(made_at) or datetime.now(UTC)) + timedelta(seconds=self.settings.api.retention_s)
+
+    def file_url(self, key: str, made_at: datetime | None, base_url: str | None = None) -> str:
         """A signed link to a stored output; it expires with the output (retention after it was made)."""
-        start = repo.aware(finished_at) or datetime.now(UTC)
-        expires_at = start + timedelta(seconds=self.settings.api.retention_s)
-        return f"{base_url or self.base_url}/files/{key}?{self.signer.sign(key, int(expires_at.timestamp()))}"
+        expires = int(self.expires_at(made_at).timestamp())
+        return f"{base_url or self.base_url}/files/{key}?{self.signer.sign(key, expires)}"
 
     def results_url(self, batch_uid: str) -> str:
         return f"{self.base_url}/templates/batch/{batch_uid}/results"
@@ -92,11 +95,7 @@ class Service:
         self._tasks.append(asyncio.create_task(self._sweep_forever(), name="sweeper"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         await self.renderer.close()
         self.browser_ready = False

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from pressrun.background import cancel_and_wait, nap
 from pressrun.data.types import ColumnType, apply_column_types, parse_column_types
 from pressrun.db import repo
 from pressrun.errors import BrowserUnavailableError, PressrunError, RowError
@@ -171,17 +172,9 @@ class Dispatcher:
                         log.exception("claiming work failed; retrying")
                         await asyncio.sleep(1.0)
                 if not claimed:
-                    self._wake.clear()
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
-                    except TimeoutError:
-                        pass
+                    await nap(self._wake, IDLE_POLL_S)
         finally:
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            recorder.cancel()
-            await asyncio.gather(recorder, return_exceptions=True)
+            await cancel_and_wait([*self._tasks, recorder])
 
     async def _record_outcomes(self) -> None:
         """Write outcomes in groups: whatever finished within FLUSH_WINDOW_S goes in one transaction."""

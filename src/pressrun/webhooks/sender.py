@@ -19,6 +19,7 @@ import httpx
 from sqlalchemy import Engine
 
 from pressrun import __version__
+from pressrun.background import cancel_and_wait, nap
 from pressrun.db import repo
 from pressrun.settings import WebhookSettings
 from pressrun.webhooks import store
@@ -70,15 +71,9 @@ class WebhookSender:
                         self._tasks.add(task)
                         task.add_done_callback(self._tasks.discard)
                     if len(claimed) < max(free, 1):
-                        self._wake.clear()
-                        try:
-                            await asyncio.wait_for(self._wake.wait(), POLL_S)
-                        except TimeoutError:
-                            pass
+                        await nap(self._wake, POLL_S)
             finally:
-                for task in list(self._tasks):
-                    task.cancel()
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+                await cancel_and_wait(self._tasks)
 
     async def _deliver(self, client: httpx.AsyncClient, delivery: Any) -> None:
         try:

@@ -143,32 +143,18 @@ class ImageIn(Camel):
     variables: dict[str, Any] = Field(default_factory=dict)
 
 
-class PdfRenderIn(Camel):
-    html: str | None = Field(None, min_length=1, max_length=MAX_HTML)
-    css: str = Field("", max_length=MAX_CSS)
-    template_uid: str | None = Field(None, max_length=60)
-    variables: dict[str, Any] = Field(default_factory=dict)
-    width: int | None = Field(None, ge=1, le=10_000)
-    height: int | None = Field(None, ge=1, le=10_000)
-    page_size: str | None = None
-    landscape: bool | None = None
-    margin_mm: float | None = Field(None, ge=0, le=100)
-
-    @field_validator("page_size")
-    @classmethod
-    def known_size(cls, value: str | None) -> str | None:
-        return PdfIn.known_size(value)  # type: ignore[call-arg]
-
-
 class PdfPageIn(Camel):
+    """One page's source: raw HTML (with its CSS), or a stored template; with variables either way."""
+
     html: str | None = Field(None, min_length=1, max_length=MAX_HTML)
     css: str = Field("", max_length=MAX_CSS)
     template_uid: str | None = Field(None, max_length=60)
     variables: dict[str, Any] = Field(default_factory=dict)
 
 
-class MultiPageIn(Camel):
-    pages: list[PdfPageIn] = Field(min_length=1, max_length=500)
+class PdfLayoutIn(Camel):
+    """Page layout overrides shared by /pdf/render and /pdf/multi-page."""
+
     width: int | None = Field(None, ge=1, le=10_000)
     height: int | None = Field(None, ge=1, le=10_000)
     page_size: str | None = None
@@ -179,6 +165,18 @@ class MultiPageIn(Camel):
     @classmethod
     def known_size(cls, value: str | None) -> str | None:
         return PdfIn.known_size(value)  # type: ignore[call-arg]
+
+
+class PdfRenderIn(PdfLayoutIn, PdfPageIn):  # fields in this order: the page's source, then its layout
+    pass
+
+
+class PdfPagesIn(Camel):
+    pages: list[PdfPageIn] = Field(min_length=1, max_length=500)
+
+
+class MultiPageIn(PdfLayoutIn, PdfPagesIn):  # fields in this order: the pages, then their layout
+    pass
 
 
 class RenderOut(Camel):

@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from pressrun.api.auth import authenticate
-from pressrun.api.deps import check_template_source, file_url, retention, service_of, template_or_404
+from pressrun.api.deps import check_template_source, file_url, service_of, template_or_404
 from pressrun.api.problems import ApiProblem
-from pressrun.api.schemas import ImageIn, MultiPageIn, PdfRenderIn, TemplateRenderIn
+from pressrun.api.schemas import ImageIn, MultiPageIn, PdfLayoutIn, PdfRenderIn, TemplateRenderIn
 from pressrun.db import repo
 from pressrun.db.repo import ApiKey
 from pressrun.errors import RowError
@@ -45,14 +45,15 @@ async def respond(request: Request, key: ApiKey, result: RenderResult, started: 
         return Response(result.data, media_type=result.format.media_type,
                         headers={"X-Render-Time-Ms": str(elapsed_ms)})
     storage_key = f"renders/{repo.new_uid('r')}.{result.format.extension}"
-    expires_at = datetime.now(UTC) + retention(request)
+    made_at = datetime.now(UTC)
+    expires_at = service.expires_at(made_at)
     await run_in_threadpool(service.storage.put, storage_key, result.data)
     await run_in_threadpool(repo.record_file, service.db, key.workspace_id, storage_key, len(result.data), expires_at)
     await emit(request, key, {"format": result.format.value, "width": result.width_px, "height": result.height_px,
-                              "bytes": len(result.data), "url": service.file_url(storage_key, datetime.now(UTC))},
+                              "bytes": len(result.data), "url": service.file_url(storage_key, made_at)},
                failed=False)
     body: dict[str, Any] = {
-        "url": file_url(request, storage_key, expires_at),
+        "url": file_url(request, storage_key, made_at),
         "width": result.width_px,
         "height": result.height_px,
         "format": result.format.value,
@@ -157,7 +158,7 @@ async def render_image(body: ImageIn, request: Request, key: ApiKey = Depends(au
     return await respond(request, key, result, started)
 
 
-def page_options(body: PdfRenderIn | MultiPageIn, base: PdfOptions | None, width: int, height: int) -> RenderOptions:
+def page_options(body: PdfLayoutIn, base: PdfOptions | None, width: int, height: int) -> RenderOptions:
     base = base or PdfOptions()
     pdf = PdfOptions(
         page_size=body.page_size if body.page_size is not None else base.page_size,
@@ -167,7 +168,7 @@ def page_options(body: PdfRenderIn | MultiPageIn, base: PdfOptions | None, width
     return RenderOptions(format=OutputFormat.PDF, width_px=body.width or width, height_px=body.height or height, pdf=pdf)
 
 
-async def pdf_page(request: Request, key: ApiKey, page: Any, body: PdfRenderIn | MultiPageIn,
+async def pdf_page(request: Request, key: ApiKey, page: Any, body: PdfLayoutIn,
                    field: str) -> RenderResult:
     if (page.html is None) == (page.template_uid is None):
         raise ApiProblem(422, f"{field}: send exactly one of 'html' or 'templateUid'", code="validation_error",

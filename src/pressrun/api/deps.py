@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from fastapi import Request
@@ -23,26 +23,21 @@ def base_url(request: Request) -> str:
     return (configured or str(request.base_url)).rstrip("/")
 
 
-def file_url(request: Request, key: str, expires_at: datetime) -> str:
-    signed = service_of(request).signer.sign(key, int(expires_at.timestamp()))
-    return f"{base_url(request)}/files/{key}?{signed}"
-
-
-def retention(request: Request) -> timedelta:
-    return timedelta(seconds=service_of(request).settings.api.retention_s)
-
-
-def expiry_from(finished_at: datetime | None, request: Request) -> datetime:
-    start = repo.aware(finished_at) or datetime.now(UTC)
-    return start + retention(request)
+def file_url(request: Request, key: str, made_at: datetime | None) -> str:
+    """A signed link to an output, on the base URL this client reached us at."""
+    return service_of(request).file_url(key, made_at, base_url(request))
 
 
 async def template_or_404(request: Request, workspace_id: int, uid: str) -> Any:
     row = await run_in_threadpool(repo.get_template, service_of(request).db, workspace_id, uid)
     if row is None:
-        raise ApiProblem(404, f"no template with uid {uid!r} in this workspace", code="template_not_found",
-                         templateUid=uid)
+        raise template_not_found(uid)
     return row
+
+
+def template_not_found(uid: str) -> ApiProblem:
+    return ApiProblem(404, f"no template with uid {uid!r} in this workspace", code="template_not_found",
+                      templateUid=uid)
 
 
 def check_template_source(request: Request, html: str, field: str = "html") -> list[str]:

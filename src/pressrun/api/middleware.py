@@ -99,8 +99,9 @@ class Idempotency:
         if scope["type"] != "http" or scope["method"] != "POST" or not idem_key or not auth.lower().startswith("bearer "):
             await self.app(scope, receive, send)
             return
+        token = auth[7:].strip()
         service = self.service_getter()
-        if await run_in_threadpool(repo.find_key, service.db, auth[7:].strip()) is None:
+        if await run_in_threadpool(repo.find_key, service.db, token) is None:
             # No valid key: nothing to remember; the route answers 401 without the body being buffered here.
             await self.app(scope, receive, send)
             return
@@ -123,7 +124,7 @@ class Idempotency:
             digest.update(part.encode() + b"\0")
         digest.update(bytes(body))
         request_hash = digest.hexdigest()
-        key_hash = repo.hash_key(auth[7:].strip())
+        key_hash = repo.hash_key(token)
         ttl = timedelta(seconds=service.settings.api.idempotency_ttl_s)
         existing = await run_in_threadpool(repo.idempotency_begin, service.db, key_hash, idem, request_hash, ttl)
         if existing is not None:

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pressrun.errors import PressrunError
@@ -71,7 +72,7 @@ def shown(value: Any, limit: int = 120) -> Any:
     return value
 
 
-def validation_errors(exc: RequestValidationError) -> tuple[int, str, list[dict[str, Any]]]:
+def validation_errors(exc: RequestValidationError | ValidationError) -> tuple[int, str, list[dict[str, Any]]]:
     """(status, detail, errors): 400 for unparseable JSON, 415 for a body that was not sent as JSON
     (FastAPI then hands the raw bytes to validation), else 422."""
     errors = []

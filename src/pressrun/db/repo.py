@@ -58,6 +58,12 @@ def aware(value: datetime | None) -> datetime | None:
     return value
 
 
+def iso(value: datetime | None) -> str | None:
+    """A stored time as ISO 8601 with its UTC offset (None stays None)."""
+    value = aware(value)
+    return value.isoformat() if value is not None else None
+
+
 # --- workspaces and keys ------------------------------------------------------------------------
 
 

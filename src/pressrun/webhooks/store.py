@@ -37,11 +37,6 @@ def new_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(32)
 
 
-def iso(value: datetime | None) -> str | None:
-    value = repo.aware(value)
-    return value.isoformat() if value is not None else None
-
-
 # --- subscriptions ------------------------------------------------------------------------------
 
 

@@ -20,17 +20,16 @@ from pressrun.api.auth import authenticate
 from pressrun.api.deps import (
     base_url,
     check_template_source,
-    expiry_from,
     file_url,
     service_of,
     template_or_404,
 )
 from pressrun.api.jsonbatch import MalformedJson, NotAnObject, TooManyItems, parse_batch_body
-from pressrun.api.problems import ApiProblem, field_path, shown
+from pressrun.api.problems import ApiProblem, validation_errors
 from pressrun.api.schemas import BatchAccepted, BatchOptions, BatchRenderIn
 from pressrun.data import open_rows
 from pressrun.db import repo
-from pressrun.db.repo import ApiKey, BatchTooLarge
+from pressrun.db.repo import ApiKey, BatchTooLarge, iso
 from pressrun.errors import DataError, PressrunError
 from pressrun.jobs.archive import ArchiveEntry, stream_zip
 from pressrun.models import OutputFormat
@@ -55,11 +54,9 @@ ITEM_STATUSES = ("queued", "rendering", "completed", "failed", "cancelled")
 
 
 def options_problem(exc: ValidationError) -> ApiProblem:
-    errors = [{"field": field_path(e["loc"]), "message": e["msg"], "value": shown(e.get("input"))}
-              for e in exc.errors()]
-    first = errors[0]
-    return ApiProblem(422, f"{first['field']}: {first['message']} (got {first['value']!r})",
-                      code="validation_error", errors=errors)
+    """The body is validated here rather than by FastAPI (it may be an upload); the same problem shape."""
+    status, detail, errors = validation_errors(exc)
+    return ApiProblem(status, detail, code="validation_error", errors=errors)
 
 
 async def read_upload(request: Request, content_type: str) -> tuple[Path, str, dict[str, Any]]:
@@ -249,23 +246,20 @@ def batch_summary(row: Any, counts: dict[str, int], request: Request | None = No
     }
 
 
-def iso(value: Any) -> str | None:
-    value = repo.aware(value)
-    return value.isoformat() if value is not None else None
+def shown_status(item: Any) -> str:
+    """An item's status as clients see it: a completed item whose file the sweeper deleted is 'expired'."""
+    return "expired" if item.status == "completed" and item.expired_at is not None else item.status
+
+
+def has_file(item: Any) -> bool:
+    return shown_status(item) == "completed" and bool(item.output_key)
 
 
 def item_result(request: Request, item: Any) -> dict[str, Any]:
-    status = item.status
-    url = None
-    if item.status == "completed":
-        if item.expired_at is not None:
-            status = "expired"
-        elif item.output_key:
-            url = file_url(request, item.output_key, expiry_from(item.finished_at, request))
     return {
         "index": item.idx,
-        "status": status,
-        "url": url,
+        "status": shown_status(item),
+        "url": file_url(request, item.output_key, item.finished_at) if has_file(item) else None,
         "width": item.width,
         "height": item.height,
         "bytes": item.bytes,
@@ -337,13 +331,12 @@ async def retry_batch(batch_id: str, request: Request, key: ApiKey = Depends(aut
 def archive_entries(service: Any, row: Any) -> Iterator[ArchiveEntry]:
     namer = OutputNamer(OutputFormat(row.format), row.total_items)
     for item in repo.iter_items(service.db, row.id):
-        has_file = item.status == "completed" and item.expired_at is None and item.output_key
-        status = "expired" if item.status == "completed" and not has_file else item.status
+        with_file = has_file(item)
         yield ArchiveEntry(
             index=item.idx,
-            status=status,
-            name=namer.assign(item.file_name, item.idx) if has_file else None,
-            path=service.storage.path(item.output_key) if has_file else None,
+            status=shown_status(item),
+            name=namer.assign(item.file_name, item.idx) if with_file else None,
+            path=service.storage.path(item.output_key) if with_file else None,
             error_code=item.error_code,
             error_message=item.error_message,
         )

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile  # what request.form() holds; fastapi.UploadFile is a subclass
 
 from pressrun.api.auth import authenticate
-from pressrun.api.deps import check_template_source, service_of, template_or_404
+from pressrun.api.deps import check_template_source, service_of, template_not_found, template_or_404
 from pressrun.api.problems import ApiProblem
 from pressrun.api.schemas import TemplateIn, TemplateOut, TemplateUpdate
 from pressrun.db import repo
@@ -102,7 +102,7 @@ async def update_template(uid: str, body: TemplateUpdate, request: Request,
     row = await run_in_threadpool(repo.update_template, service_of(request).db, key.workspace_id, uid, body.name,
                                   changes)
     if row is None:
-        raise ApiProblem(404, f"no template with uid {uid!r} in this workspace", code="template_not_found")
+        raise template_not_found(uid)
     assets = await run_in_threadpool(repo.list_assets, service_of(request).db, row.id)
     return template_out(row, assets)  # the same representation as GET
 
@@ -110,7 +110,7 @@ async def update_template(uid: str, body: TemplateUpdate, request: Request,
 @router.delete("/templates/{uid}", status_code=204)
 async def delete_template(uid: str, request: Request, key: ApiKey = Depends(authenticate)) -> None:
     if not await run_in_threadpool(repo.delete_template, service_of(request).db, key.workspace_id, uid):
-        raise ApiProblem(404, f"no template with uid {uid!r} in this workspace", code="template_not_found")
+        raise template_not_found(uid)
 
 
 @router.get("/templates/{uid}/variables")

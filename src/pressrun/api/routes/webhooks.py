@@ -13,10 +13,10 @@ from pressrun.api.auth import authenticate
 from pressrun.api.deps import service_of
 from pressrun.api.problems import ApiProblem
 from pressrun.api.schemas import Camel
-from pressrun.db.repo import ApiKey
+from pressrun.db.repo import ApiKey, iso
 from pressrun.webhooks import store
 from pressrun.webhooks.policy import RefusedUrl, check_url
-from pressrun.webhooks.store import EVENT_TYPES, iso
+from pressrun.webhooks.store import EVENT_TYPES
 
 router = APIRouter(tags=["webhooks"])
 VALID_EVENTS = (*EVENT_TYPES, "*")
@@ -65,10 +65,14 @@ async def allowed(request: Request, url: str) -> None:
         raise ApiProblem(422, f"url: {exc}", code="webhook_url_refused", field="url", value=url) from exc
 
 
+def subscription_not_found(uid: str) -> ApiProblem:
+    return ApiProblem(404, f"no webhook subscription {uid!r} in this workspace", code="subscription_not_found")
+
+
 async def subscription_or_404(request: Request, key: ApiKey, uid: str) -> Any:
     row = await run_in_threadpool(store.get_subscription, service_of(request).db, key.workspace_id, uid)
     if row is None:
-        raise ApiProblem(404, f"no webhook subscription {uid!r} in this workspace", code="subscription_not_found")
+        raise subscription_not_found(uid)
     return row
 
 
@@ -121,14 +125,14 @@ async def update_subscription(uid: str, body: SubscriptionUpdate, request: Reque
 @router.delete("/webhook-subscriptions/{uid}", status_code=204)
 async def delete_subscription(uid: str, request: Request, key: ApiKey = Depends(authenticate)) -> None:
     if not await run_in_threadpool(store.delete_subscription, service_of(request).db, key.workspace_id, uid):
-        raise ApiProblem(404, f"no webhook subscription {uid!r} in this workspace", code="subscription_not_found")
+        raise subscription_not_found(uid)
 
 
 @router.post("/webhook-subscriptions/{uid}/rotate-secret")
 async def rotate_secret(uid: str, request: Request, key: ApiKey = Depends(authenticate)) -> dict[str, str]:
     secret = await run_in_threadpool(store.rotate_secret, service_of(request).db, key.workspace_id, uid)
     if secret is None:
-        raise ApiProblem(404, f"no webhook subscription {uid!r} in this workspace", code="subscription_not_found")
+        raise subscription_not_found(uid)
     return {"uid": uid, "secret": secret}
 
 

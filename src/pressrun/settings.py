@@ -18,8 +18,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from pressrun.errors import ConfigError
 
 
+def default_browsers() -> int:
+    return min(os.cpu_count() or 1, 8)
+
+
 def default_concurrency() -> int:
-    return (os.cpu_count() or 1) + 1
+    return 2 * default_browsers()
 
 
 class RenderSettings(BaseModel):
@@ -27,7 +31,15 @@ class RenderSettings(BaseModel):
         default_factory=default_concurrency,
         ge=1,
         le=64,
-        description="Warm Chromium pages rendering at once (default: CPU count + 1).",
+        description="Warm Chromium pages rendering at once, shared out among the browsers "
+        "(default: two per browser).",
+    )
+    browsers: int = Field(
+        default_factory=default_browsers,
+        ge=1,
+        le=32,
+        description="Chromium instances side by side (default: CPU count, at most 8). One instance "
+        "draws one frame at a time, so more keep more cores busy; each costs about 250 MB.",
     )
     timeout_s: float = Field(
         30.0, gt=0, description="Per-row render time limit in seconds; a row past it fails with render_timeout."
@@ -51,7 +63,8 @@ class RenderSettings(BaseModel):
         False, description="Run JavaScript inside templates. Off by default: templates are untrusted."
     )
     png_compress_level: int = Field(
-        3, ge=0, le=9, description="zlib level for PNG output (0 = fastest/largest, 9 = slowest/smallest)."
+        3, ge=0, le=9, description="zlib level PNG output is recompressed at (1 = fastest, 9 = smallest); "
+        "0 keeps Chromium's fast encoding as it is (largest files, least CPU).",
     )
 
     @field_validator("allowed_hosts", mode="before")

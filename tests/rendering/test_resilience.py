@@ -75,10 +75,11 @@ async def test_slow_row_times_out_and_the_next_row_renders(slow_server):
 
 
 async def test_browser_killed_mid_batch_loses_no_row():
-    async with ChromiumRenderer(RenderSettings(concurrency=2, timeout_s=20)) as renderer:
-        await renderer.render(ROW.format(0), OPTIONS)  # browser is up
-        [browser] = await browser_processes(renderer)
-        assert browser.pid == await renderer.browser_pid()
+    async with ChromiumRenderer(RenderSettings(concurrency=4, browsers=2, timeout_s=20)) as renderer:
+        await renderer.render(ROW.format(0), OPTIONS)  # browsers are up
+        browsers = await browser_processes(renderer)
+        assert len(browsers) == 2
+        [browser] = [p for p in browsers if p.pid == await renderer.browser_pid()]
 
         rows = 200
         tasks = [asyncio.create_task(renderer.render(ROW.format(i), OPTIONS)) for i in range(rows)]
@@ -90,10 +91,12 @@ async def test_browser_killed_mid_batch_loses_no_row():
         assert all(open_image(r.data).size == (200, 100) for r in results)
         assert renderer.restarts == 1
         assert not browser.is_running() or browser.status() == psutil.STATUS_ZOMBIE
+        # Both instances took rows: the survivor kept rendering while the other restarted.
+        assert all(instance.rendered > 0 for instance in renderer.instances)
 
 
 async def test_browser_is_recycled_after_n_renders_without_failing_rows():
-    async with ChromiumRenderer(RenderSettings(concurrency=2, recycle_after=5)) as renderer:
+    async with ChromiumRenderer(RenderSettings(concurrency=2, browsers=1, recycle_after=5)) as renderer:
         results = await asyncio.gather(*(renderer.render(ROW.format(i), OPTIONS) for i in range(23)))
         assert len(results) == 23
         assert renderer.restarts >= 3  # every 5-6 renders (renders in flight finish first)

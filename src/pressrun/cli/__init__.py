@@ -7,6 +7,7 @@ unusable templates or data files, or no usable Chromium; 130 interrupted.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import sys
@@ -46,7 +47,23 @@ def fatal_from(exc: PressrunError) -> Fatal:
     return Fatal(exc.message)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CommandGroup(click.Group):
+    """The root group. The server commands are imported only when asked for: they pull in the
+    database layer (SQLAlchemy, Alembic), almost half a second that ``render`` should not pay."""
+
+    lazy = {"serve": "pressrun.cli.server:serve", "keys": "pressrun.cli.server:keys"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            module_name, attribute = self.lazy[name].split(":")
+            self.add_command(getattr(importlib.import_module(module_name), attribute), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pressrun")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def main(verbose: int) -> None:
@@ -224,14 +241,5 @@ def settings_command() -> None:
     for name, env, default, help_text in iter_settings_table():
         click.echo(f"{name}\n  env: {env}\n  default: {default!r}\n  {help_text}\n")
 
-
-def _add_server_commands() -> None:
-    from pressrun.cli.server import keys, serve
-
-    main.add_command(serve)
-    main.add_command(keys)
-
-
-_add_server_commands()
 
 __all__ = ["main"]

@@ -2,6 +2,11 @@
 
 The recipe, per row: load the document → wait for stylesheets, fonts and images → capture.
 
+Capture: where the browser has frame control (the headless shell, see chromium.py), nothing is
+drawn while a row loads; one HeadlessExperimental.beginFrame then draws the finished page and
+returns its screenshot. Captures that need a clip or a device scale go through
+Page.captureScreenshot, which waits for a frame, so frames are issued until it answers.
+
 Loading reuses the page: when a row's ``<head>`` is the same as the previous row's (the usual case:
 one template, many rows), only ``<body>`` is swapped, so stylesheets and web fonts are parsed and
 loaded once per page, not once per row. Otherwise the document is rewritten in place. Either way the
@@ -10,9 +15,11 @@ page's URL stays on the template origin, so relative URLs resolve to the templat
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Route
@@ -24,6 +31,8 @@ from pressrun.rendering.assets import AssetCache
 from pressrun.rendering.policy import TEMPLATE_ORIGIN, NetworkPolicy, PassThrough, Refuse, ServeAsset
 
 MAX_REDIRECTS = 5
+# Frames issued back to back while Page.captureScreenshot waits for one, before pausing between them.
+PROMPT_FRAMES = 3
 SHELL_HTML = "<!doctype html><html><head></head><body></body></html>"
 
 LOAD_AND_SETTLE = r"""
@@ -119,6 +128,10 @@ class PageSlot:
     assets: AssetCache
     javascript: bool
     fetch_timeout_s: float = 30.0
+    frame_control: bool = False
+    # Chromium's headless shell crashes when two of its pages draw requested frames at once: all
+    # pages of one browser share this lock around beginFrame.
+    frame_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     context: BrowserContext | None = None
     page: Page | None = None
     cdp: CDPSession | None = None
@@ -129,11 +142,18 @@ class PageSlot:
     missing: list[str] = field(default_factory=list)
     crashed: bool = False
 
-    async def ensure(self, browser: Browser, generation: int, geometry: Geometry) -> None:
-        """Have a live page of this geometry on the current browser, opening one if needed."""
+    async def ensure(
+        self, browser: Browser, generation: int, geometry: Geometry, frames: asyncio.Lock | None
+    ) -> None:
+        """Have a live page of this geometry on the current browser, opening one if needed.
+
+        ``frames`` is the browser's frame lock when it has frame control (chromium.py), else None.
+        """
         if self.page is not None and self.generation == generation and self.geometry == geometry and not self.crashed:
             return
         await self.close()
+        self.frame_control = frames is not None
+        self.frame_lock = frames or self.frame_lock
         self.context = await browser.new_context(
             viewport={"width": geometry.width_px, "height": geometry.height_px},
             device_scale_factor=geometry.scale,
@@ -250,24 +270,52 @@ class PageSlot:
     async def screenshot(self, options: RenderOptions) -> tuple[bytes, tuple[int, int]]:
         """The capture and its size in device pixels."""
         assert self.cdp is not None
-        clip = {"x": 0, "y": 0, "width": options.width_px, "height": options.height_px}
-        if options.selector:
-            clip = await self.element_box(options.selector)
-        size = (round(clip["width"] * options.scale), round(clip["height"] * options.scale))
-        params: dict[str, object] = {
-            "format": options.format.value,
-            "clip": {**clip, "scale": options.scale},
-            "captureBeyondViewport": False,
-            "fromSurface": True,
-        }
+        encoding: dict[str, object] = {"format": options.format.value}
         if options.format is OutputFormat.PNG:
             # Chromium's own PNG encoder is its slowest step; take the fast, large encoding and
             # let encode.py recompress it off the browser's critical path.
-            params["optimizeForSpeed"] = True
+            encoding["optimizeForSpeed"] = True
         else:
-            params["quality"] = options.quality
-        reply = await self.cdp.send("Page.captureScreenshot", params)
+            encoding["quality"] = options.quality
+        size = options.output_size_px
+        if self.frame_control and options.scale == 1 and not options.selector:
+            # The frame's own screenshot is the viewport at one device pixel per CSS pixel.
+            async with self.frame_lock:
+                reply = await self.cdp.send("HeadlessExperimental.beginFrame", {"screenshot": encoding})
+            if data := reply.get("screenshotData"):
+                return base64.b64decode(data), size
+            # No screenshot from that frame (it can happen while a renderer initialises):
+            # fall through to the general path.
+        params: dict[str, object] = {**encoding, "captureBeyondViewport": False, "fromSurface": True}
+        # A clip makes Chromium re-emulate the viewport for one capture; only pay it when needed:
+        # for an element, or to capture at the device scale rather than one pixel per CSS pixel.
+        if options.selector:
+            clip = await self.element_box(options.selector)
+            params["clip"] = {**clip, "scale": options.scale}
+            size = (round(clip["width"] * options.scale), round(clip["height"] * options.scale))
+        elif options.scale != 1:
+            params["clip"] = {"x": 0, "y": 0, "width": options.width_px, "height": options.height_px, "scale": options.scale}
+        reply = await self._answered_by_a_frame("Page.captureScreenshot", params)
         return base64.b64decode(reply["data"]), size
+
+    async def _answered_by_a_frame(self, method: str, params: dict[str, object]) -> dict[str, Any]:
+        """Send a command that waits for the page to draw; under frame control, draw until it answers."""
+        assert self.cdp is not None
+        if not self.frame_control:
+            return await self.cdp.send(method, params)
+        reply = asyncio.ensure_future(self.cdp.send(method, params))
+        try:
+            frames = 0
+            while not reply.done():
+                async with self.frame_lock:
+                    await self.cdp.send("HeadlessExperimental.beginFrame", {})
+                frames += 1
+                if frames > PROMPT_FRAMES:
+                    await asyncio.wait({reply}, timeout=0.02)
+            return reply.result()
+        finally:
+            if not reply.done():
+                reply.cancel()
 
     async def pdf(self, options: RenderOptions) -> bytes:
         """Print to PDF in one CDP round trip (Playwright's page.pdf streams it back in chunks)."""

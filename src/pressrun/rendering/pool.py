@@ -1,11 +1,13 @@
-"""The supervisor that owns Chromium: a pool of warm pages, recycling, crash recovery, timeouts.
+"""The supervisor that owns Chromium: browsers, pools of warm pages, recycling, crash recovery, timeouts.
 
 Callers only ever see :meth:`ChromiumRenderer.render`: document in, :class:`RenderResult` out.
 
-- ``render.concurrency`` pages render at once; more callers wait their turn.
-- After ``render.recycle_after`` renders the browser is restarted: new renders wait while the ones in
-  flight finish, then a fresh browser takes over. Memory stays flat over long runs.
-- If the browser dies (or a page crashes) mid-render, the browser/page is replaced and the row that
+- ``render.browsers`` Chromium instances run side by side, and ``render.concurrency`` pages are
+  shared out among them; each render goes to the instance with the most free pages. One instance
+  draws one frame at a time (see page.py), so a second one is what keeps a second core busy.
+- After ``render.recycle_after`` renders an instance restarts its browser: new renders on it wait
+  while the ones in flight finish, then a fresh browser takes over. Memory stays flat over long runs.
+- If a browser dies (or a page crashes) mid-render, the browser/page is replaced and the row that
   was in flight is retried once; a second failure fails only that row (``render_crashed``).
 - A row that takes longer than ``render.timeout_s`` fails with ``render_timeout``; its page is thrown
   away so nothing it left running can affect the next row.
@@ -29,7 +31,7 @@ from playwright.async_api import Error as PlaywrightError
 from pressrun.errors import RenderCrashError, RenderTimeoutError
 from pressrun.models import OutputFormat, RenderOptions, RenderResult
 from pressrun.rendering.assets import AssetCache
-from pressrun.rendering.chromium import launch_chromium
+from pressrun.rendering.chromium import has_frame_control, launch_chromium
 from pressrun.rendering.encode import recompress_png
 from pressrun.rendering.page import Geometry, PageSlot
 from pressrun.rendering.policy import NetworkPolicy
@@ -37,28 +39,20 @@ from pressrun.settings import RenderSettings
 
 log = logging.getLogger(__name__)
 PAGE_OPEN_TIMEOUT_S = 60
+BROWSER_PING_TIMEOUT_S = 5
 
 
 class ChromiumRenderer:
-    """Async context manager; one per process (or per worker)."""
+    """Async context manager; one per process (or per worker). Spreads renders over instances."""
 
     def __init__(self, settings: RenderSettings, *, concurrency: int | None = None) -> None:
         self.settings = settings
         self.concurrency = concurrency or settings.concurrency
-        self.policy = NetworkPolicy(tuple(settings.allowed_hosts))
-        self.restarts = 0  # browser restarts (recycles and crashes), for logs and tests
-        self._assets = AssetCache()
+        count = max(1, min(settings.browsers, self.concurrency))
+        pages = [self.concurrency // count + (index < self.concurrency % count) for index in range(count)]
+        self.instances = [ChromiumInstance(settings, concurrency=n) for n in pages]
+        self._busy = [0] * count
         self._playwright: Playwright | None = None
-        self._browser: Browser | None = None
-        self._generation = 0
-        self._free: asyncio.Queue[PageSlot] = asyncio.Queue()
-        self._open_gate = asyncio.Event()
-        self._state = asyncio.Condition()
-        self._in_flight = 0
-        self._renders_since_launch = 0
-        self._restart_lock = asyncio.Lock()
-        self._recycle_task: asyncio.Task[None] | None = None
-        self._disconnected = asyncio.Event()
 
     async def __aenter__(self) -> ChromiumRenderer:
         await self.start()
@@ -70,10 +64,68 @@ class ChromiumRenderer:
     async def start(self) -> None:
         self._playwright = await async_playwright().start()
         try:
-            await self._launch()
+            await asyncio.gather(*(instance.start(self._playwright) for instance in self.instances))
         except BaseException:
-            await self._playwright.stop()
+            await self.close()
             raise
+
+    async def close(self) -> None:
+        await asyncio.gather(*(instance.close() for instance in self.instances))
+        if self._playwright is not None:
+            await self._playwright.stop()
+        self._playwright = None
+
+    @property
+    def restarts(self) -> int:
+        """Browser restarts (recycles and crashes) over all instances, for logs and tests."""
+        return sum(instance.restarts for instance in self.instances)
+
+    def is_connected(self) -> bool:
+        """Every instance's Chromium is up (or being restarted, which the next render awaits)."""
+        return all(instance.is_connected() for instance in self.instances)
+
+    async def browser_pid(self) -> int | None:
+        """The first instance's browser process id (crash tests, diagnostics)."""
+        return await self.instances[0].browser_pid()
+
+    async def render(self, html: str, options: RenderOptions, *, asset_root: Path | None = None) -> RenderResult:
+        """Render one document on the instance with the most free pages. Raises RowError subclasses
+        for row-level failures."""
+        index = min(range(len(self.instances)), key=lambda i: self._busy[i] / self.instances[i].concurrency)
+        self._busy[index] += 1
+        try:
+            return await self.instances[index].render(html, options, asset_root=asset_root)
+        finally:
+            self._busy[index] -= 1
+
+
+class ChromiumInstance:
+    """One Chromium browser and its pool of warm pages."""
+
+    def __init__(self, settings: RenderSettings, *, concurrency: int) -> None:
+        self.settings = settings
+        self.concurrency = concurrency
+        self.policy = NetworkPolicy(tuple(settings.allowed_hosts))
+        self.restarts = 0  # browser restarts (recycles and crashes), for logs and tests
+        self.rendered = 0  # renders finished (successfully or not) on this instance
+        self._assets = AssetCache()
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self.frame_control = False  # whether the current browser draws only on request (chromium.py)
+        self._frame_lock = asyncio.Lock()  # one frame at a time per browser (page.PageSlot.frame_lock)
+        self._generation = 0
+        self._free: asyncio.Queue[PageSlot] = asyncio.Queue()
+        self._open_gate = asyncio.Event()
+        self._state = asyncio.Condition()
+        self._in_flight = 0
+        self._renders_since_launch = 0
+        self._restart_lock = asyncio.Lock()
+        self._recycle_task: asyncio.Task[None] | None = None
+        self._disconnected = asyncio.Event()
+
+    async def start(self, playwright: Playwright) -> None:
+        self._playwright = playwright
+        await self._launch()
         for index in range(self.concurrency):
             self._free.put_nowait(
                 PageSlot(
@@ -94,8 +146,6 @@ class ChromiumRenderer:
                 await self._browser.close()
             except PlaywrightError:
                 pass
-        if self._playwright is not None:
-            await self._playwright.stop()
         self._browser = self._playwright = None
 
     def is_connected(self) -> bool:
@@ -150,7 +200,12 @@ class ChromiumRenderer:
             # render.timeout_s cannot fail every row on a busy machine.
             async with asyncio.timeout(PAGE_OPEN_TIMEOUT_S):
                 await self._unless_browser_dies(
-                    slot.ensure(self._browser, self._generation, geometry_for(options))
+                    slot.ensure(
+                        self._browser,
+                        self._generation,
+                        geometry_for(options),
+                        self._frame_lock if self.frame_control else None,
+                    )
                 )
         except TimeoutError:
             await slot.close()
@@ -211,6 +266,7 @@ class ChromiumRenderer:
         async with self._state:
             self._in_flight -= 1
             self._renders_since_launch += 1
+            self.rendered += 1
             self._state.notify_all()
             due = self._renders_since_launch >= self.settings.recycle_after
             if due and self._open_gate.is_set():
@@ -228,19 +284,38 @@ class ChromiumRenderer:
     async def _recover(self, slot: PageSlot, generation: int) -> None:
         """After a crash: replace just the page if the browser lives, else restart the browser once."""
         await slot.close()
-        browser = self._browser
-        if browser is not None and browser.is_connected():
+        if await self._browser_answers():
             return
         async with self._restart_lock:
             if self._generation == generation:  # nobody restarted it yet
                 await self._restart_browser("crash")
 
+    async def _browser_answers(self) -> bool:
+        """Whether the browser is alive. A page's commands can fail before Playwright has noticed
+        that the whole browser died, so ask the browser itself rather than trust is_connected()."""
+        browser = self._browser
+        if browser is None or not browser.is_connected():
+            return False
+        try:
+            async with asyncio.timeout(BROWSER_PING_TIMEOUT_S):
+                session = await browser.new_browser_cdp_session()
+                await session.send("Browser.getVersion")
+                await session.detach()
+        except (PlaywrightError, TimeoutError):
+            return False
+        return True
+
     async def _launch(self) -> None:
         assert self._playwright is not None
         browser = await launch_chromium(self._playwright, self.settings.chromium_path)
+        try:
+            frame_control = await has_frame_control(browser)
+        except BaseException:
+            await browser.close()
+            raise
         disconnected = asyncio.Event()
         browser.on("disconnected", lambda _browser: disconnected.set())
-        self._browser, self._disconnected = browser, disconnected
+        self._browser, self._disconnected, self.frame_control = browser, disconnected, frame_control
 
     async def _restart_browser(self, reason: str) -> None:
         assert self._playwright is not None

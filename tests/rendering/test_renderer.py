@@ -135,6 +135,31 @@ async def test_template_assets_load_by_relative_url(renderer, tmp_path):
     assert close_to(image.getpixel((50, 50)), (0, 200, 0))
 
 
+async def test_a_warm_page_never_shows_another_templates_or_an_older_asset(tmp_path):
+    """Same asset URL, different files: two templates with their own assets/logo.png, and a logo
+    replaced between two renders, all on one warm page (Blink caches images by URL per document)."""
+    html = "<html><body style='margin:0'><img src='assets/logo.png' style='width:40px;height:40px;display:block'></body></html>"
+    options = RenderOptions(format=OutputFormat.PNG, width_px=40, height_px=40)
+    roots = {}
+    for name, colour in (("a", (0, 200, 0)), ("b", (0, 0, 200))):
+        roots[name] = tmp_path / name
+        (roots[name] / "assets").mkdir(parents=True)
+        Image.new("RGB", (4, 4), colour).save(roots[name] / "assets" / "logo.png")
+
+    async def shown(root: Path) -> tuple[int, int, int]:
+        result = await renderer.render(html, options, asset_root=root)
+        return open_image(result.data).convert("RGB").getpixel((20, 20))
+
+    async with ChromiumRenderer(RenderSettings(concurrency=1)) as renderer:
+        assert close_to(await shown(roots["a"]), (0, 200, 0))
+        assert close_to(await shown(roots["b"]), (0, 0, 200))
+        assert close_to(await shown(roots["a"]), (0, 200, 0))
+        # Replaced the way storage writes files: a new file renamed over the old one.
+        Image.new("RGB", (4, 4), (200, 0, 0)).save(roots["a"] / "new.png")
+        (roots["a"] / "new.png").replace(roots["a"] / "assets" / "logo.png")
+        assert close_to(await shown(roots["a"]), (200, 0, 0))
+
+
 @pytest.mark.parametrize(
     ("src", "error", "fragment"),
     [

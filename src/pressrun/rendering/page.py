@@ -138,6 +138,7 @@ class PageSlot:
     generation: int = -1
     geometry: Geometry | None = None
     asset_root: Path | None = None
+    files: tuple[Path | None, tuple[int, ...]] | None = None  # (asset_root, files_version) the page has shown
     blocked: list[tuple[str, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     crashed: bool = False
@@ -152,6 +153,7 @@ class PageSlot:
         if self.page is not None and self.generation == generation and self.geometry == geometry and not self.crashed:
             return
         await self.close()
+        self.files = None
         self.frame_control = frames is not None
         self.frame_lock = frames or self.frame_lock
         self.context = await browser.new_context(
@@ -235,8 +237,15 @@ class PageSlot:
     async def load(self, html: str, asset_root: Path | None, allow_swap: bool = True) -> None:
         """Put ``html`` on the page and wait until it is ready to capture; raise on blocked/broken loads."""
         assert self.page is not None
-        if asset_root != self.asset_root:
+        files = (asset_root, files_version(asset_root))
+        if files != self.files:
+            # Another template's files, or this template's changed since the page last showed
+            # them: Blink would serve the old image for the same URL from the document's own
+            # cache, so start from a new document.
+            if self.files is not None:
+                await self.page.goto(f"{TEMPLATE_ORIGIN}/", wait_until="load")
             allow_swap = False
+            self.files = files
         self.asset_root = asset_root
         self.blocked.clear()
         self.missing.clear()
@@ -337,6 +346,20 @@ class PageSlot:
             },
         )
         return base64.b64decode(reply["data"])
+
+
+def files_version(asset_root: Path | None) -> tuple[int, ...]:
+    """Changes whenever a file is added, replaced or removed in the template folder or its
+    assets/ folder (writes land by rename, which updates the folder's modification time)."""
+    if asset_root is None:
+        return ()
+    version = []
+    for folder in (asset_root, asset_root / "assets"):
+        try:
+            version.append(folder.stat().st_mtime_ns)
+        except OSError:
+            version.append(0)
+    return tuple(version)
 
 
 def shorten(url: str, limit: int = 200) -> str:

@@ -359,6 +359,9 @@ class CompiledTemplate:
             return SandboxViolationError(f"{where}: this operation is not allowed in templates", file=self.name, line=line)
         if isinstance(exc, MemoryError):
             return OutputTooLargeError(f"{where}: the template ran out of memory", file=self.name, line=line)
+        if isinstance(exc, RecursionError):
+            # Python words it by where the limit struck ("… while calling a Python object"); one message.
+            return ExpressionError(f"{where}: maximum recursion depth exceeded", file=self.name, line=line)
         return ExpressionError(f"{where}: {exc or type(exc).__name__}", file=self.name, line=line)
 
 

@@ -23,7 +23,6 @@ from pressrun.errors import PressrunError, RowError, error_body
 from pressrun.models import RenderOptions
 from pressrun.naming import OutputNamer
 from pressrun.rendering import ChromiumRenderer
-from pressrun.rendering.pdf import merge_pdfs
 from pressrun.settings import Settings
 from pressrun.templating import CompiledTemplate, Engine
 from pressrun.templating.bundle import TemplateBundle, build_document
@@ -171,6 +170,8 @@ def finish_outputs(spec: RunSpec, report: RunReport) -> None:
     if spec.zip_path is not None:
         write_zip(spec.zip_path, files, spec.out_dir / ERRORS_FILE if report.failed else None)
     if spec.merge_pdf_path is not None and files:  # a PDF needs at least one page: none when every row failed
+        from pressrun.rendering.pdf import merge_pdfs  # pypdf: imported only by runs that merge
+
         merge_pdfs(files, spec.merge_pdf_path)
 
 

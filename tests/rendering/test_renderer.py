@@ -272,6 +272,7 @@ async def test_headless_shell_draws_frames_only_on_request():
     """The headless shell (what setup installs) runs with frame control: the fast capture path.
     If this fails, pressrun has fallen back to Page.captureScreenshot and lost most of its speed."""
     async with ChromiumRenderer(RenderSettings(concurrency=1)) as renderer:
+        await renderer.render(SPLIT % "", RenderOptions(format=OutputFormat.PNG, width_px=400, height_px=200))
         assert [instance.frame_control for instance in renderer.instances] == [True]
 
 
@@ -282,10 +283,10 @@ FULL_CHROMIUM = Path("/usr/lib/chromium/chromium")
 async def test_full_chromium_without_frame_control_renders_the_same():
     settings = RenderSettings(concurrency=2, chromium_path=str(FULL_CHROMIUM))
     async with ChromiumRenderer(settings) as renderer:
-        assert [instance.frame_control for instance in renderer.instances] == [False] * len(renderer.instances)
         for scale in (1, 2):
             options = RenderOptions(format=OutputFormat.PNG, width_px=400, height_px=200, scale=scale)
             image = open_image((await renderer.render(SPLIT % "", options)).data).convert("RGB")
             assert image.size == (400 * scale, 200 * scale)
             assert close_to(image.getpixel((50 * scale, 100 * scale)), (255, 0, 0))
             assert close_to(image.getpixel((350 * scale, 100 * scale)), (0, 0, 255))
+        assert [instance.frame_control for instance in renderer.instances] == [False] * len(renderer.instances)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import shutil
 from pathlib import Path
 
-from playwright.async_api import Browser, Playwright
+from playwright.async_api import Browser, CDPSession, Playwright
 from playwright.async_api import Error as PlaywrightError
 
 from pressrun.errors import BrowserUnavailableError
@@ -59,7 +58,6 @@ FRAME_CONTROL_ARGS = [
     "--disable-checker-imaging",
     "--disable-new-content-rendering-timeout",
 ]
-FRAME_CONTROL_PROBE_TIMEOUT_S = 30
 
 
 def find_chromium(configured: str | None) -> str | None:
@@ -104,26 +102,13 @@ async def launch_chromium(playwright: Playwright, configured_path: str | None) -
         ) from exc
 
 
-async def has_frame_control(browser: Browser) -> bool:
-    """Whether pages of ``browser`` draw only on request (the headless shell launched with
-    FRAME_CONTROL_ARGS). Then every capture must go through HeadlessExperimental.beginFrame."""
-    context = await browser.new_context()
+async def page_has_frame_control(session: CDPSession) -> bool:
+    """Whether this page draws only on request (the headless shell launched with
+    FRAME_CONTROL_ARGS); then every capture must go through HeadlessExperimental.beginFrame.
+    The probe draws a frame: hold the browser's frame lock around it."""
     try:
-        page = await context.new_page()
-        session = await context.new_cdp_session(page)
-        async with asyncio.timeout(FRAME_CONTROL_PROBE_TIMEOUT_S):
-            await session.send("HeadlessExperimental.beginFrame", {"noDisplayUpdates": True})
-        return True
-    except TimeoutError:
-        raise BrowserUnavailableError(
-            f"Chromium did not draw a frame within {FRAME_CONTROL_PROBE_TIMEOUT_S} s of starting",
-            setting="PRESSRUN_CHROMIUM_PATH",
-        ) from None
+        await session.send("HeadlessExperimental.beginFrame", {"noDisplayUpdates": True})
     except PlaywrightError:
         # "wasn't found" (full Chromium) or "only supported if BeginFrameControl is enabled".
         return False
-    finally:
-        try:
-            await context.close()
-        except PlaywrightError:
-            pass
+    return True

@@ -28,6 +28,7 @@ from playwright.async_api import Error as PlaywrightError
 from pressrun.errors import AssetLoadError, BlockedUrlError, SelectorNotFoundError
 from pressrun.models import OutputFormat, RenderOptions
 from pressrun.rendering.assets import AssetCache
+from pressrun.rendering.chromium import page_has_frame_control
 from pressrun.rendering.policy import TEMPLATE_ORIGIN, NetworkPolicy, PassThrough, Refuse, ServeAsset
 
 MAX_REDIRECTS = 5
@@ -143,19 +144,16 @@ class PageSlot:
     missing: list[str] = field(default_factory=list)
     crashed: bool = False
 
-    async def ensure(
-        self, browser: Browser, generation: int, geometry: Geometry, frames: asyncio.Lock | None
-    ) -> None:
+    async def ensure(self, browser: Browser, generation: int, geometry: Geometry, frames: asyncio.Lock) -> None:
         """Have a live page of this geometry on the current browser, opening one if needed.
 
-        ``frames`` is the browser's frame lock when it has frame control (chromium.py), else None.
+        ``frames`` is the browser's frame lock, shared by all its pages.
         """
         if self.page is not None and self.generation == generation and self.geometry == geometry and not self.crashed:
             return
         await self.close()
         self.files = None
-        self.frame_control = frames is not None
-        self.frame_lock = frames or self.frame_lock
+        self.frame_lock = frames
         self.context = await browser.new_context(
             viewport={"width": geometry.width_px, "height": geometry.height_px},
             device_scale_factor=geometry.scale,
@@ -168,6 +166,8 @@ class PageSlot:
         self.page.on("crash", self._on_crash)
         await self.page.goto(f"{TEMPLATE_ORIGIN}/", wait_until="load")
         self.cdp = await self.context.new_cdp_session(self.page)
+        async with self.frame_lock:
+            self.frame_control = await page_has_frame_control(self.cdp)
         if geometry.transparent:
             await self.cdp.send(
                 "Emulation.setDefaultBackgroundColorOverride", {"color": {"r": 0, "g": 0, "b": 0, "a": 0}}

@@ -31,7 +31,7 @@ from playwright.async_api import Error as PlaywrightError
 from pressrun.errors import RenderCrashError, RenderTimeoutError
 from pressrun.models import OutputFormat, RenderOptions, RenderResult
 from pressrun.rendering.assets import AssetCache
-from pressrun.rendering.chromium import has_frame_control, launch_chromium
+from pressrun.rendering.chromium import launch_chromium
 from pressrun.rendering.encode import recompress_png
 from pressrun.rendering.page import Geometry, PageSlot
 from pressrun.rendering.policy import NetworkPolicy
@@ -111,7 +111,7 @@ class ChromiumInstance:
         self._assets = AssetCache()
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
-        self.frame_control = False  # whether the current browser draws only on request (chromium.py)
+        self.frame_control = False  # whether its pages draw only on request (chromium.py), as last seen
         self._frame_lock = asyncio.Lock()  # one frame at a time per browser (page.PageSlot.frame_lock)
         self._generation = 0
         self._free: asyncio.Queue[PageSlot] = asyncio.Queue()
@@ -204,9 +204,10 @@ class ChromiumInstance:
                         self._browser,
                         self._generation,
                         geometry_for(options),
-                        self._frame_lock if self.frame_control else None,
+                        self._frame_lock,
                     )
                 )
+                self.frame_control = slot.frame_control
         except TimeoutError:
             await slot.close()
             raise RenderCrashError(f"Chromium did not open a page within {PAGE_OPEN_TIMEOUT_S} s") from None
@@ -308,14 +309,9 @@ class ChromiumInstance:
     async def _launch(self) -> None:
         assert self._playwright is not None
         browser = await launch_chromium(self._playwright, self.settings.chromium_path)
-        try:
-            frame_control = await has_frame_control(browser)
-        except BaseException:
-            await browser.close()
-            raise
         disconnected = asyncio.Event()
         browser.on("disconnected", lambda _browser: disconnected.set())
-        self._browser, self._disconnected, self.frame_control = browser, disconnected, frame_control
+        self._browser, self._disconnected = browser, disconnected
 
     async def _restart_browser(self, reason: str) -> None:
         assert self._playwright is not None

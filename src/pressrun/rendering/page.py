@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ async ([html, allowSwap]) => {
     document.write(html);
     document.close();
     document.__pressrunHead = headKey;
+    document.__pressrunSheetUrls = undefined;
   }
   if (document.readyState !== 'complete') {
     await new Promise((resolve) => window.addEventListener('load', resolve, { once: true }));
@@ -72,7 +74,15 @@ async ([html, allowSwap]) => {
   // document.images nor always requested before 'load'; a browser may start them only when it
   // paints. Resolve them from computed styles and wait for each through the image cache, so the
   // capture never races a background, and a blocked one is reported like any other.
-  if (html.includes('url(') || [...document.styleSheets].some((sheet) => sheet.href)) {
+  // Linked stylesheets are the same for every row of a template: read them once per document.
+  if (document.__pressrunSheetUrls === undefined) {
+    document.__pressrunSheetUrls = [...document.styleSheets].some((sheet) => {
+      if (!sheet.href) return false;  // a <style> element: its text is part of html
+      try { return [...sheet.cssRules].some((rule) => rule.cssText.includes('url(')); }
+      catch (e) { return true; }  // unreadable (another origin): it may have some
+    });
+  }
+  if (html.includes('url(') || document.__pressrunSheetUrls) {
     const urls = new Set();
     const pattern = /url\(\s*(["']?)(.*?)\1\s*\)/g;
     const collect = (style) => {
@@ -249,7 +259,7 @@ class PageSlot:
         self.asset_root = asset_root
         self.blocked.clear()
         self.missing.clear()
-        broken: list[str] = await self.page.evaluate(LOAD_AND_SETTLE, [html, allow_swap])
+        broken: list[str] = await self.call(LOAD_AND_SETTLE, [html, allow_swap])
         if self.blocked:
             url, reason = self.blocked[0]
             raise BlockedUrlError(
@@ -266,10 +276,30 @@ class PageSlot:
                 raise BlockedUrlError(f"blocked request to {shorten(src)}: file: URLs are not allowed", url=src)
             raise AssetLoadError(f"image {shorten(src)!r} failed to load", url=shorten(src))
 
+    async def call(self, function: str, arg: Any) -> Any:
+        """Call a page function with a JSON argument and await its JSON result, in one CDP round trip.
+
+        Plain Runtime.evaluate on the page's own session: Playwright's page.evaluate does the same
+        with more bookkeeping on both sides of its driver, and this runs once per row.
+        """
+        assert self.cdp is not None
+        reply = await self.cdp.send(
+            "Runtime.evaluate",
+            {
+                "expression": f"({function})({json.dumps(arg)})",
+                "awaitPromise": True,
+                "returnByValue": True,
+            },
+        )
+        if details := reply.get("exceptionDetails"):
+            description = (details.get("exception") or {}).get("description") or details.get("text", "")
+            raise PlaywrightError(f"page script failed: {description.splitlines()[0] if description else details}")
+        return reply["result"].get("value")
+
     async def element_box(self, selector: str) -> dict[str, float]:
         """The clip of the first element matching ``selector`` (in CSS pixels)."""
         assert self.page is not None
-        box = await self.page.evaluate(ELEMENT_BOX, selector)
+        box = await self.call(ELEMENT_BOX, selector)
         if box == "invalid":
             raise SelectorNotFoundError(f"selector {selector!r} is not a valid CSS selector", selector=selector)
         if box is None:

@@ -39,7 +39,7 @@ class RenderSettings(BaseModel):
         ge=1,
         le=32,
         description="Chromium instances side by side (default: CPU count, at most 8). One instance "
-        "draws one frame at a time, so more keep more cores busy; each costs about 250 MB.",
+        "draws one frame at a time, so more keep more cores busy; each costs about 300 MB.",
     )
     timeout_s: float = Field(
         30.0, gt=0, description="Per-row render time limit in seconds; a row past it fails with render_timeout."

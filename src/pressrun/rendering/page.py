@@ -35,6 +35,8 @@ from pressrun.rendering.policy import TEMPLATE_ORIGIN, NetworkPolicy, PassThroug
 MAX_REDIRECTS = 5
 # Frames issued back to back while Page.captureScreenshot waits for one, before pausing between them.
 PROMPT_FRAMES = 3
+# Requested frames that may come back without a screenshot before the capture takes the slow path.
+FRAME_ATTEMPTS = 3
 SHELL_HTML = "<!doctype html><html><head></head><body></body></html>"
 
 LOAD_AND_SETTLE = r"""
@@ -318,13 +320,14 @@ class PageSlot:
             encoding["quality"] = options.quality
         size = options.output_size_px
         if self.frame_control and options.scale == 1 and not options.selector:
-            # The frame's own screenshot is the viewport at one device pixel per CSS pixel.
-            async with self.frame_lock:
-                reply = await self.cdp.send("HeadlessExperimental.beginFrame", {"screenshot": encoding})
-            if data := reply.get("screenshotData"):
-                return base64.b64decode(data), size
-            # No screenshot from that frame (it can happen while a renderer initialises):
-            # fall through to the general path.
+            # The frame's own screenshot is the viewport at one device pixel per CSS pixel. A frame
+            # can come back without one while a renderer initialises: try a few, then fall through
+            # to the general path.
+            for _attempt in range(FRAME_ATTEMPTS):
+                async with self.frame_lock:
+                    reply = await self.cdp.send("HeadlessExperimental.beginFrame", {"screenshot": encoding})
+                if data := reply.get("screenshotData"):
+                    return base64.b64decode(data), size
         params: dict[str, object] = {**encoding, "captureBeyondViewport": False, "fromSurface": True}
         # A clip makes Chromium re-emulate the viewport for one capture; only pay it when needed:
         # for an element, or to capture at the device scale rather than one pixel per CSS pixel.

@@ -20,7 +20,9 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -174,3 +176,22 @@ def server_factory(tmp_path: Path):
     yield make
     for server in servers:
         server.stop()
+
+
+PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
+
+
+def assert_problem(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """An RFC 9457 problem: the media type, the five members, and status/title that agree with HTTP."""
+    assert response.status_code == status, response.text[:2000]
+    assert response.headers["content-type"].split(";")[0].strip() == "application/problem+json"
+    body = response.json()
+    assert PROBLEM_FIELDS <= body.keys(), body
+    assert body["status"] == status
+    assert body["title"] == HTTPStatus(status).phrase
+    assert isinstance(body["type"], str) and body["type"]
+    assert isinstance(body["detail"], str) and body["detail"].strip()
+    assert isinstance(body["code"], str) and body["code"]
+    if code is not None:
+        assert body["code"] == code, body
+    return body

@@ -10,19 +10,17 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from http import HTTPStatus
 from typing import Any
 
 import httpx
 import pytest
-from tests.api.conftest import SIMPLE_HTML, Api, create_template, wait_for_batch
+from tests.api.conftest import SIMPLE_HTML, Api, assert_problem, create_template, wait_for_batch
 
 from pressrun.api import create_app
 from pressrun.db import repo
 
 pytestmark = pytest.mark.chromium
 
-PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FIVE_MB = 5 * 2**20
@@ -37,20 +35,6 @@ def fresh_key(api: Api, plan: str = "default") -> str:
     return key
 
 
-def assert_problem(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    """An RFC 9457 problem: the media type, the five members, and status/title that agree with HTTP."""
-    assert response.status_code == status, response.text[:2000]
-    assert response.headers["content-type"].split(";")[0].strip() == "application/problem+json"
-    body = response.json()
-    assert PROBLEM_FIELDS <= body.keys(), body
-    assert body["status"] == status
-    assert body["title"] == HTTPStatus(status).phrase
-    assert isinstance(body["type"], str) and body["type"]
-    assert isinstance(body["detail"], str) and body["detail"].strip()
-    assert isinstance(body["code"], str) and body["code"]
-    if code is not None:
-        assert body["code"] == code, body
-    return body
 
 
 def assert_rate_headers(response: httpx.Response, limit: int) -> int:

@@ -11,13 +11,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from pypdf import PdfReader
-from tests.api.conftest import Api, create_template
+from tests.api.conftest import Api, assert_problem, create_template
 from tests.conftest import open_image
 
 pytestmark = pytest.mark.chromium
-
-PROBLEM_JSON = "application/problem+json"
-
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -64,12 +61,6 @@ def page_text(reader: PdfReader, index: int = 0) -> str:
     return " ".join(reader.pages[index].extract_text().split())
 
 
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    body = response.json()
-    assert body["status"] == status and body["code"] == code, body
-    return body
 
 
 # --- POST /templates/{uid}/render ---------------------------------------------------------------

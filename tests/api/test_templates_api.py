@@ -9,15 +9,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from PIL import Image
-from tests.api.conftest import Api, create_template, wait_for_batch
+from tests.api.conftest import Api, assert_problem, create_template, wait_for_batch
 from tests.conftest import open_image
 
 from pressrun.db import repo
 
 pytestmark = pytest.mark.chromium
-
-PROBLEM_JSON = "application/problem+json"
-
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -65,12 +62,6 @@ async def render_png(api: Api, uid: str, variables: dict | None = None, key: str
     return response.content
 
 
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    body = response.json()
-    assert body["status"] == status and body["code"] == code, body
-    return body
 
 
 def error_for(body: dict, field: str) -> dict:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from pathlib import Path
 
-from playwright.async_api import Browser, CDPSession, Playwright
+from playwright.async_api import Browser, Playwright
 from playwright.async_api import Error as PlaywrightError
 
 from pressrun.errors import BrowserUnavailableError
-
-log = logging.getLogger(__name__)
 
 # Chromium's headless shell first: the same engine without the desktop browser's UI layers, and
 # what Playwright itself launches for headless runs. It captures and prints markedly faster.
@@ -101,14 +98,3 @@ async def launch_chromium(playwright: Playwright, configured_path: str | None) -
             setting="PRESSRUN_CHROMIUM_PATH",
         ) from exc
 
-
-async def page_has_frame_control(session: CDPSession) -> bool:
-    """Whether this page draws only on request (the headless shell launched with
-    FRAME_CONTROL_ARGS); then every capture must go through HeadlessExperimental.beginFrame.
-    The probe draws a frame: hold the browser's frame lock around it."""
-    try:
-        await session.send("HeadlessExperimental.beginFrame", {"noDisplayUpdates": True})
-    except PlaywrightError:
-        # "wasn't found" (full Chromium) or "only supported if BeginFrameControl is enabled".
-        return False
-    return True

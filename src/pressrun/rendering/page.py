@@ -2,7 +2,8 @@
 
 The recipe, per row: load the document → wait for stylesheets, fonts and images → capture.
 
-Capture: where the browser has frame control (the headless shell, see chromium.py), nothing is
+Capture: where the browser has frame control (the headless shell launched with chromium.py's
+FRAME_CONTROL_ARGS; each page probes for it as it opens), nothing is
 drawn while a row loads; one HeadlessExperimental.beginFrame then draws the finished page and
 returns its screenshot. Captures that need a clip or a device scale go through
 Page.captureScreenshot, which waits for a frame, so frames are issued until it answers.
@@ -29,7 +30,6 @@ from playwright.async_api import Error as PlaywrightError
 from pressrun.errors import AssetLoadError, BlockedUrlError, SelectorNotFoundError
 from pressrun.models import OutputFormat, RenderOptions
 from pressrun.rendering.assets import AssetCache
-from pressrun.rendering.chromium import page_has_frame_control
 from pressrun.rendering.policy import TEMPLATE_ORIGIN, NetworkPolicy, PassThrough, Refuse, ServeAsset
 
 MAX_REDIRECTS = 5
@@ -142,8 +142,7 @@ class PageSlot:
     javascript: bool
     fetch_timeout_s: float = 30.0
     frame_control: bool = False
-    # Chromium's headless shell crashes when two of its pages draw requested frames at once: all
-    # pages of one browser share this lock around beginFrame.
+    # Shared by all pages of one browser; see begin_frame.
     frame_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     context: BrowserContext | None = None
     page: Page | None = None
@@ -178,8 +177,12 @@ class PageSlot:
         self.page.on("crash", self._on_crash)
         await self.page.goto(f"{TEMPLATE_ORIGIN}/", wait_until="load")
         self.cdp = await self.context.new_cdp_session(self.page)
-        async with self.frame_lock:
-            self.frame_control = await page_has_frame_control(self.cdp)
+        try:
+            await self.begin_frame({"noDisplayUpdates": True})
+            self.frame_control = True
+        except PlaywrightError:
+            # "wasn't found" (full Chromium) or "only supported if BeginFrameControl is enabled".
+            self.frame_control = False
         if geometry.transparent:
             await self.cdp.send(
                 "Emulation.setDefaultBackgroundColorOverride", {"color": {"r": 0, "g": 0, "b": 0, "a": 0}}
@@ -324,8 +327,7 @@ class PageSlot:
             # can come back without one while a renderer initialises: try a few, then fall through
             # to the general path.
             for _attempt in range(FRAME_ATTEMPTS):
-                async with self.frame_lock:
-                    reply = await self.cdp.send("HeadlessExperimental.beginFrame", {"screenshot": encoding})
+                reply = await self.begin_frame({"screenshot": encoding})
                 if data := reply.get("screenshotData"):
                     return base64.b64decode(data), size
         params: dict[str, object] = {**encoding, "captureBeyondViewport": False, "fromSurface": True}
@@ -340,6 +342,13 @@ class PageSlot:
         reply = await self._answered_by_a_frame("Page.captureScreenshot", params)
         return base64.b64decode(reply["data"]), size
 
+    async def begin_frame(self, params: dict[str, object]) -> dict[str, Any]:
+        """Draw one frame (HeadlessExperimental.beginFrame), holding the browser's frame lock:
+        the headless shell crashes when two of its pages draw requested frames at once."""
+        assert self.cdp is not None
+        async with self.frame_lock:
+            return await self.cdp.send("HeadlessExperimental.beginFrame", params)
+
     async def _answered_by_a_frame(self, method: str, params: dict[str, object]) -> dict[str, Any]:
         """Send a command that waits for the page to draw; under frame control, draw until it answers."""
         assert self.cdp is not None
@@ -349,8 +358,7 @@ class PageSlot:
         try:
             frames = 0
             while not reply.done():
-                async with self.frame_lock:
-                    await self.cdp.send("HeadlessExperimental.beginFrame", {})
+                await self.begin_frame({})
                 frames += 1
                 if frames > PROMPT_FRAMES:
                     await asyncio.wait({reply}, timeout=0.02)

@@ -157,11 +157,7 @@ class ChromiumInstance:
         await self._open_gate.wait()  # not in the middle of a recycle or restart
         if self._browser is None or not self._browser.is_connected():
             return None
-        session = await self._browser.new_browser_cdp_session()
-        try:
-            info = await session.send("SystemInfo.getProcessInfo")
-        finally:
-            await session.detach()
+        info = await ask_browser(self._browser, "SystemInfo.getProcessInfo")
         return next((p["id"] for p in info["processInfo"] if p["type"] == "browser"), None)
 
     async def render(self, html: str, options: RenderOptions, *, asset_root: Path | None = None) -> RenderResult:
@@ -299,9 +295,7 @@ class ChromiumInstance:
             return False
         try:
             async with asyncio.timeout(BROWSER_PING_TIMEOUT_S):
-                session = await browser.new_browser_cdp_session()
-                await session.send("Browser.getVersion")
-                await session.detach()
+                await ask_browser(browser, "Browser.getVersion")
         except (PlaywrightError, TimeoutError):
             return False
         return True
@@ -326,6 +320,16 @@ class ChromiumInstance:
         self._generation += 1
         self._renders_since_launch = 0
         self.restarts += 1
+
+
+async def ask_browser(browser: Browser, method: str) -> dict[str, Any]:
+    """One command on a browser-level CDP session of its own, detached afterwards."""
+    session = await browser.new_browser_cdp_session()
+    try:
+        return await session.send(method)
+    finally:
+        with contextlib.suppress(PlaywrightError):
+            await session.detach()
 
 
 def geometry_for(options: RenderOptions) -> Geometry:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pressrun.rendering.encode import png_chunk, png_chunks, png_size, recompress_png
+from pressrun.rendering.encode import filtered_size, png_chunk, png_chunks, png_size, recompress_png
 
 
 def split_idat(data: bytes, size: int) -> bytes:
@@ -58,6 +58,28 @@ def test_level_zero_keeps_the_bytes_and_higher_levels_shrink():
 def test_malformed_png_is_refused(data, message):
     with pytest.raises(ValueError, match=message):
         recompress_png(data, 3)
+
+
+@pytest.mark.parametrize("height", [59, 61])
+def test_image_data_that_disagrees_with_the_header_is_refused(height):
+    pixels = np.zeros((60, 90, 3), dtype=np.uint8)
+    source = imagecodecs.png_encode(pixels, level=1)
+    header = bytearray(dict(png_chunks(source))[b"IHDR"])
+    header[4:8] = height.to_bytes(4, "big")
+    lying = source[:8] + png_chunk(b"IHDR", bytes(header)) + source[8 + 25 :]
+    with pytest.raises(ValueError, match="header implies"):
+        recompress_png(lying, 3)
+
+
+@pytest.mark.parametrize(
+    ("colour_type", "bit_depth", "interlace", "expected"),
+    [(2, 8, 0, 60 * (1 + 90 * 3)), (6, 8, 0, 60 * (1 + 90 * 4)), (0, 1, 0, 60 * (1 + 12)),
+     (6, 16, 0, 60 * (1 + 90 * 8)), (2, 8, 1, None)],
+)
+def test_filtered_size_follows_the_header(colour_type, bit_depth, interlace, expected):
+    header = bytearray(imagecodecs.png_encode(np.zeros((60, 90, 3), dtype=np.uint8))[:33])
+    header[24], header[25], header[28] = bit_depth, colour_type, interlace
+    assert filtered_size(bytes(header)) == expected
 
 
 def test_chunk_crc_covers_type_and_body():

@@ -57,6 +57,12 @@ FRAME_CONTROL_ARGS = [
 ]
 
 
+# Raster and composite in tiles of up to 2048 px a side rather than Chromium's 256 px default (a
+# layer smaller than that gets one tile of its own size): a card or a page is then a handful of tiles,
+# not dozens, each with its own raster task and draw quad. About 5% less CPU per PNG capture here.
+TILE_ARGS = ["--default-tile-width=2048", "--default-tile-height=2048"]
+
+
 def find_chromium(configured: str | None) -> str | None:
     """The executable to launch, or None to let Playwright use its own downloaded browser.
 
@@ -83,7 +89,7 @@ def find_chromium(configured: str | None) -> str | None:
 
 async def launch_chromium(playwright: Playwright, configured_path: str | None) -> Browser:
     executable = find_chromium(configured_path)
-    args = [*LAUNCH_ARGS, *FRAME_CONTROL_ARGS]
+    args = [*LAUNCH_ARGS, *FRAME_CONTROL_ARGS, *TILE_ARGS]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         # Chromium refuses to start as root with its sandbox on; renders are still confined by the
         # network policy and (by default) have JavaScript disabled.

@@ -23,8 +23,15 @@ def recompress_png(data: bytes, level: int) -> bytes:
     if level == 0:
         return data
     chunks = list(png_chunks(data))
-    rows = imagecodecs.zlibng_decode(b"".join(body for kind, body in chunks if kind == b"IDAT"))
-    image_data = imagecodecs.zlibng_encode(rows, level=level)
+    size = filtered_size(data)
+    # Both buffers are sized up front: letting the codec grow them costs more than the deflate.
+    try:
+        rows = imagecodecs.zlibng_decode(b"".join(body for kind, body in chunks if kind == b"IDAT"), out=size)
+    except imagecodecs.ZlibngError as exc:
+        raise ValueError(f"PNG image data does not inflate to the size its header implies ({exc})") from exc
+    if size is not None and len(rows) != size:
+        raise ValueError(f"PNG image data holds {len(rows)} bytes, not the {size} its header implies")
+    image_data = imagecodecs.zlibng_encode(rows, level=level, out=deflate_bound(len(rows)))
     out = [PNG_SIGNATURE]
     for index, (kind, body) in enumerate(chunks):
         if kind != b"IDAT":
@@ -32,6 +39,25 @@ def recompress_png(data: bytes, level: int) -> bytes:
         elif chunks[index - 1][0] != b"IDAT":  # the first of a run of IDATs carries all the data
             out.append(png_chunk(b"IDAT", image_data))
     return b"".join(out)
+
+
+# Samples per pixel by PNG colour type: grey, RGB, palette, grey + alpha, RGBA.
+CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def filtered_size(data: bytes) -> int | None:
+    """Bytes of filtered scanlines the IHDR implies (one filter byte per row), or None when
+    interlaced, where the passes make the sum awkward and the decoder may size it."""
+    width, height = png_size(data)
+    bit_depth, colour_type, interlace = data[24], data[25], data[28]
+    if interlace or colour_type not in CHANNELS:
+        return None
+    return height * (1 + (width * CHANNELS[colour_type] * bit_depth + 7) // 8)
+
+
+def deflate_bound(size: int) -> int:
+    """More than deflate can ever write for ``size`` bytes at any level (zlib-ng's own bound is lower)."""
+    return size + (size >> 3) + (size >> 6) + 64
 
 
 def png_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:

@@ -14,12 +14,14 @@ import imagecodecs
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.async_api import Error as PlaywrightError
 from pypdf import PdfReader
 from tests.conftest import open_image
 
 from pressrun.errors import AssetLoadError, BlockedUrlError
 from pressrun.models import OutputFormat, PdfOptions, RenderOptions
 from pressrun.rendering import ChromiumRenderer
+from pressrun.rendering.page import PageSlot
 from pressrun.settings import RenderSettings
 
 pytestmark = pytest.mark.chromium
@@ -273,6 +275,29 @@ async def test_headless_shell_draws_frames_only_on_request():
     If this fails, pressrun has fallen back to Page.captureScreenshot and lost most of its speed."""
     async with ChromiumRenderer(RenderSettings(concurrency=1)) as renderer:
         await renderer.render(SPLIT % "", RenderOptions(format=OutputFormat.PNG, width_px=400, height_px=200))
+        assert [instance.frame_control for instance in renderer.instances] == [True]
+
+
+async def test_a_probe_that_fails_for_another_reason_does_not_turn_frame_control_off(monkeypatch):
+    """The frame-control probe failing for a passing reason (here: the page going away) must not
+    leave a frame-controlled page on the capture path that waits for frames nobody draws: the
+    page open fails, and the row is retried on a fresh page."""
+    probes = []
+    real_begin_frame = PageSlot.begin_frame
+
+    async def flaky_begin_frame(self, params):
+        if params == {"noDisplayUpdates": True}:
+            probes.append(len(probes))
+            if len(probes) == 1:
+                raise PlaywrightError("Target page, context or browser has been closed")
+        return await real_begin_frame(self, params)
+
+    monkeypatch.setattr(PageSlot, "begin_frame", flaky_begin_frame)
+    async with ChromiumRenderer(RenderSettings(concurrency=1, timeout_s=10)) as renderer:
+        options = RenderOptions(format=OutputFormat.PNG, width_px=400, height_px=200)
+        image = open_image((await renderer.render(SPLIT % "", options)).data).convert("RGB")
+        assert close_to(image.getpixel((50, 100)), (255, 0, 0))
+        assert len(probes) == 2
         assert [instance.frame_control for instance in renderer.instances] == [True]
 
 

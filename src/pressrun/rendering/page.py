@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ PROMPT_FRAMES = 3
 # Requested frames that may come back without a screenshot before the capture takes the slow path.
 FRAME_ATTEMPTS = 3
 SHELL_HTML = "<!doctype html><html><head></head><body></body></html>"
+# How a browser without frame control answers a requested frame: full Chromium has no
+# HeadlessExperimental domain; a headless shell launched without the flag refuses.
+NO_FRAME_CONTROL = re.compile(r"wasn't found|BeginFrameControl")
 
 LOAD_AND_SETTLE = r"""
 async ([html, allowSwap]) => {
@@ -180,8 +184,11 @@ class PageSlot:
         try:
             await self.begin_frame({"noDisplayUpdates": True})
             self.frame_control = True
-        except PlaywrightError:
-            # "wasn't found" (full Chromium) or "only supported if BeginFrameControl is enabled".
+        except PlaywrightError as exc:
+            if not NO_FRAME_CONTROL.search(str(exc)):
+                # Anything else (the page or browser failing right now) says nothing about frame
+                # control: taken as "none", a frame-controlled page would never answer a capture.
+                raise
             self.frame_control = False
         if geometry.transparent:
             await self.cdp.send(

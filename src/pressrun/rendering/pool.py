@@ -176,7 +176,7 @@ class ChromiumInstance:
                 log.warning("render crashed; retrying the row once on a fresh page")
             finally:
                 await self._release(slot)
-        if options.format is OutputFormat.PNG:
+        if options.format is OutputFormat.PNG and self.settings.png_compress_level > 0:
             data = await asyncio.to_thread(recompress_png, data, self.settings.png_compress_level)
         width, height = size
         return RenderResult(

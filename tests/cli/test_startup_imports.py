@@ -1,0 +1,19 @@
+"""What `pressrun render` imports before it can start Chromium is start-up every run pays: the
+server stack, PNG recompression and PDF merging are imported only by the commands and settings
+that use them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+LAZY = ["sqlalchemy", "alembic", "fastapi", "uvicorn", "imagecodecs", "numpy", "pypdf", "openpyxl"]
+
+
+def test_the_render_command_imports_no_heavy_module_it_does_not_need():
+    code = (
+        "import sys, pressrun.cli, pressrun.runner, pressrun.rendering; "
+        f"print(','.join(m for m in {LAZY!r} if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "", f"imported at start-up: {loaded}"

@@ -1,37 +1,192 @@
-"""PDF post-processing with pypdf: merging per-row PDFs, counting pages."""
+"""PDF post-processing: merging per-row PDFs into one, counting pages.
+
+Merging streams. pypdf's PdfWriter keeps every page of the result in memory until it writes,
+which for a 50,000-row run is tens of gigabytes; here each source is read with pypdf, the objects
+its pages need are written straight to the output under new numbers, and the source is dropped.
+What stays in memory is one file offset per object written and one reference per page, so memory
+does not grow with the size of the run, only (a few bytes) with its length.
+"""
 
 from __future__ import annotations
 
+import gc
 import io
+from array import array
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
-from pypdf import PdfReader, PdfWriter
+from pypdf import PdfReader
+from pypdf.errors import PyPdfError
+from pypdf.generic import (
+    ArrayObject,
+    DictionaryObject,
+    IndirectObject,
+    NameObject,
+    NullObject,
+    PdfObject,
+)
+
+CATALOG, PAGES = 1, 2  # object numbers reserved for the merged document's own catalog and page tree
+COLLECT_EVERY = 16
+HEADER = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"  # the binary comment tells transfer tools this is not text
 
 
-def _writer(sources: Iterable[Path | bytes]) -> PdfWriter:
-    writer = PdfWriter()
-    for source in sources:
-        stream = io.BytesIO(source) if isinstance(source, bytes) else source
-        writer.append(stream)
-    return writer
+class PdfMerger:
+    """Writes a PDF made of the pages of the PDFs given to :meth:`add`, in order, as it goes."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._start = out.tell()
+        self._offsets = array("q", [0, 0])  # byte offset of each object, numbers 1..n; 1 and 2 come last
+        self._kids = array("q")  # object numbers of the pages, in order
+        self._added = 0
+        out.write(HEADER)
+
+    @property
+    def pages(self) -> int:
+        return len(self._kids)
+
+    def add(self, source: Path | bytes, *, name: str | None = None) -> int:
+        """Append every page of ``source``; returns how many. Raises ValueError naming the source
+        when it is not a readable, unencrypted PDF."""
+        label = name or (str(source) if isinstance(source, Path) else "PDF data")
+        try:
+            reader = PdfReader(source if isinstance(source, Path) else io.BytesIO(source))
+            if reader.is_encrypted:
+                raise ValueError(f"{label} is encrypted; only unencrypted PDFs can be merged")
+            # reader.pages are copies of the page objects with what they inherit from the source's
+            # page tree (resources, media box, rotation) filled in: those are written, so the page
+            # tree can be left behind.
+            flattened: dict[tuple[int, int], PdfObject] = {}
+            for page in reader.pages:
+                if page.indirect_reference is None:
+                    raise ValueError(f"{label} has a page that is not an indirect object")
+                flattened[(page.indirect_reference.idnum, page.indirect_reference.generation)] = page
+            numbers: dict[tuple[int, int], int] = {}
+            queue: list[tuple[int, PdfObject]] = []  # (new number, object), in the order numbered
+
+            def number_of(ref: IndirectObject) -> int:
+                key = (ref.idnum, ref.generation)
+                if key not in numbers:
+                    numbers[key] = self._reserve()
+                    obj = flattened[key] if key in flattened else ref.get_object()
+                    queue.append((numbers[key], NullObject() if obj is None else obj))
+                return numbers[key]
+
+            kids = [number_of(page.indirect_reference) for page in reader.pages]  # type: ignore[arg-type]
+            # Number everything the pages reach before renumbering anything: references are
+            # rewritten in place on the objects pypdf parsed, which are thrown away afterwards.
+            index = 0
+            while index < len(queue):
+                for child in references(queue[index][1]):
+                    number_of(child)
+                index += 1
+            renumbered: set[int] = set()
+            page_numbers = set(kids)
+            for number, obj in queue:
+                renumber(obj, numbers, renumbered)
+                if number in page_numbers:
+                    obj[NameObject("/Parent")] = IndirectObject(PAGES, 0, None)  # type: ignore[arg-type]
+                self._write(number, obj)
+        except PyPdfError as exc:
+            raise ValueError(f"{label} is not a readable PDF ({exc})") from exc
+        # Only now: a source that fails half-way leaves unreferenced objects behind, not pages.
+        self._kids.extend(kids)
+        self._added += 1
+        if self._added % COLLECT_EVERY == 0:
+            # A PdfReader and what it parsed are a web of reference cycles, freed only by the cyclic
+            # collector: collect now and then, or dozens of finished sources wait in memory.
+            gc.collect()
+        return len(kids)
+
+    def close(self) -> None:
+        """Write the page tree, the catalog and the cross-reference table, a slice at a time."""
+        self._offsets[PAGES - 1] = self._out.tell() - self._start
+        self._out.write(f"{PAGES} 0 obj\n<< /Type /Pages /Count {len(self._kids)} /Kids [".encode())
+        for chunk in slices(self._kids):
+            self._out.write("".join(f"{number} 0 R " for number in chunk).encode())
+        self._out.write(b"] >>\nendobj\n")
+        self._offsets[CATALOG - 1] = self._out.tell() - self._start
+        self._out.write(f"{CATALOG} 0 obj\n<< /Type /Catalog /Pages {PAGES} 0 R >>\nendobj\n".encode())
+        xref_at = self._out.tell() - self._start
+        size = len(self._offsets) + 1
+        self._out.write(f"xref\n0 {size}\n0000000000 65535 f \n".encode())
+        for chunk in slices(self._offsets):
+            self._out.write("".join(f"{offset:010d} 00000 n \n" for offset in chunk).encode())
+        self._out.write(f"trailer\n<< /Size {size} /Root {CATALOG} 0 R >>\nstartxref\n{xref_at}\n%%EOF\n".encode())
+
+    def _reserve(self) -> int:
+        self._offsets.append(0)
+        return len(self._offsets)
+
+    def _write(self, number: int, obj: PdfObject) -> None:
+        self._offsets[number - 1] = self._out.tell() - self._start
+        self._out.write(f"{number} 0 obj\n".encode())
+        obj.write_to_stream(self._out)
+        self._out.write(b"\nendobj\n")
+
+
+
+def slices(numbers: array[int], size: int = 4096) -> Iterable[array[int]]:
+    for start in range(0, len(numbers), size):
+        yield numbers[start : start + size]
+
+
+def references(obj: PdfObject) -> Iterable[IndirectObject]:
+    """The indirect references inside ``obj`` (not following them), except a page's /Parent:
+    the merged document has its own page tree."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, IndirectObject):
+            yield item
+        elif isinstance(item, DictionaryObject):
+            is_page = item.get("/Type") == "/Page"
+            stack.extend(value for key, value in item.items() if not (is_page and key == "/Parent"))
+        elif isinstance(item, ArrayObject):
+            stack.extend(item)
+
+
+def renumber(obj: PdfObject, numbers: dict[tuple[int, int], int], renumbered: set[int]) -> None:
+    """Point every indirect reference inside ``obj`` at its new number, in place.
+
+    pypdf puts one parsed value into several pages (what they inherit), so the same reference
+    object can be met twice: ``renumbered`` holds the ids of those already done.
+    """
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, DictionaryObject):
+            stack.extend(item.values())
+        elif isinstance(item, ArrayObject):
+            stack.extend(item)
+        elif isinstance(item, IndirectObject) and id(item) not in renumbered:
+            renumbered.add(id(item))
+            new = numbers.get((item.idnum, item.generation))
+            if new is not None:
+                item.idnum, item.generation = new, 0
 
 
 def merge_pdfs(sources: Iterable[Path | bytes], destination: Path) -> int:
     """Concatenate PDFs in order into ``destination``; returns the page count."""
-    writer = _writer(sources)
     destination.parent.mkdir(parents=True, exist_ok=True)
     with destination.open("wb") as handle:
-        writer.write(handle)
-    return len(writer.pages)
+        merger = PdfMerger(handle)
+        for source in sources:
+            merger.add(source)
+        merger.close()
+    return merger.pages
 
 
 def merge_pdfs_bytes(sources: Iterable[Path | bytes]) -> tuple[bytes, int]:
     """Concatenate PDFs in order; returns the merged document and its page count."""
-    writer = _writer(sources)
     out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue(), len(writer.pages)
+    merger = PdfMerger(out)
+    for source in sources:
+        merger.add(source)
+    merger.close()
+    return out.getvalue(), merger.pages
 
 
 def page_count(data: bytes) -> int:

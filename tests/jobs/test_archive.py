@@ -211,3 +211,17 @@ def test_memory_stays_far_below_the_archive_size(tmp_path):
         assert len(archive.namelist()) == FILE_COUNT + 1
         assert archive.read("item-01999.png") == block
         assert len(manifest_rows(archive)) == FILE_COUNT
+
+
+def test_manifest_cells_a_spreadsheet_would_run_as_formulas_are_made_inert(tmp_path):
+    name = "=HYPERLINK(\"http-evil\",\"open\").png"
+    entries = [
+        completed(0, name, write_file(tmp_path / "card.png", b"png")),
+        ArchiveEntry(1, "failed", None, None, "render_error", "@SUM(1+1)*cmd|' /C calc'!A0"),
+        ArchiveEntry(2, "failed", None, None, "render_error", "a value of -3 is not allowed"),
+    ]
+    archive = build_zip(entries)
+    rows = manifest_rows(archive)
+    assert rows[0]["file"] == "'" + name and name in archive.namelist()  # the member keeps its name
+    assert rows[1]["error_message"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
+    assert rows[2]["error_message"] == "a value of -3 is not allowed"  # only a leading sign counts

@@ -95,12 +95,23 @@ def stream_zip(entries: Iterable[ArchiveEntry], *, chunk_size: int = 1 << 16) ->
                 else:
                     status = EXPIRED_STATUS
             manifest_rows.writerow(
-                [entry.index, file_name or "", status, entry.error_code or "", entry.error_message or ""]
+                [entry.index, inert(file_name or ""), status, entry.error_code or "", inert(entry.error_message or "")]
             )
         manifest.seek(0)
         yield from _write_manifest(archive, sink, manifest, chunk_size)
     # Leaving the ZipFile block wrote the central directory.
     yield from sink.drain()
+
+
+# A cell that starts with one of these is a formula to Excel, LibreOffice and Google Sheets: a file
+# name or error message made from row data could run one (CSV injection) when the manifest is opened.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(text: str) -> str:
+    """``text`` with a leading apostrophe if a spreadsheet would take it for a formula (OWASP's advice:
+    the apostrophe itself is hidden by the spreadsheet and the text is shown as it was)."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
 def _write_file(

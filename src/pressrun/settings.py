@@ -60,7 +60,10 @@ class RenderSettings(BaseModel):
         "Comma-separated in the environment.",
     )
     javascript: bool = Field(
-        False, description="Run JavaScript inside templates. Off by default: templates are untrusted."
+        False,
+        description="Run JavaScript inside templates. Off by default: templates are untrusted. When on, each "
+        "row is loaded as a new document, and a page that sets window.pressrunReady = false is captured "
+        "once it sets it to true.",
     )
     png_compress_level: int = Field(
         0, ge=0, le=9, description="0 writes Chromium's fast PNG encoding as it is (least CPU; about 1.35x "

@@ -12,6 +12,12 @@ Loading reuses the page: when a row's ``<head>`` is the same as the previous row
 one template, many rows), only ``<body>`` is swapped, so stylesheets and web fonts are parsed and
 loaded once per page, not once per row. Otherwise the document is rewritten in place. Either way the
 page's URL stays on the template origin, so relative URLs resolve to the template's own files.
+
+With JavaScript on (``render.javascript``), each row is a new document instead, navigated to and
+served by the request handler: a swapped body's scripts would never run, and a rewritten document
+keeps the previous row's globals and timers. A script page may hold the capture back by setting
+``window.pressrunReady = false`` while it loads and ``true`` when it has finished; frames are drawn
+while it settles, so ``requestAnimationFrame`` callbacks run under frame control too.
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ NO_FRAME_CONTROL = re.compile(r"wasn't found|BeginFrameControl")
 
 LOAD_AND_SETTLE = r"""
 async ([html, allowSwap]) => {
+  if (html === null) {
+    // The row's document was navigated to (JavaScript on): it is already in place.
+    document.__pressrunHead = undefined;
+  } else {
   const parsed = new DOMParser().parseFromString(html, 'text/html');
   // <title> and <meta> do not change how a page renders; a per-row <title> must not defeat the swap.
   const headKey = [...parsed.head.children]
@@ -62,9 +72,12 @@ async ([html, allowSwap]) => {
     document.__pressrunHead = headKey;
     document.__pressrunSheetUrls = undefined;
   }
+  }
   if (document.readyState !== 'complete') {
     await new Promise((resolve) => window.addEventListener('load', resolve, { once: true }));
   }
+  // A script page that set window.pressrunReady = false is still drawing: wait for it to say true.
+  while (window.pressrunReady === false) await new Promise((resolve) => setTimeout(resolve, 10));
   // Force style and layout so every font the page uses has started loading before we wait on them.
   void document.documentElement.getBoundingClientRect();
   await document.fonts.ready;
@@ -88,7 +101,8 @@ async ([html, allowSwap]) => {
       catch (e) { return true; }  // unreadable (another origin): it may have some
     });
   }
-  if (html.includes('url(') || document.__pressrunSheetUrls) {
+  const source = html ?? document.documentElement.outerHTML;
+  if (source.includes('url(') || document.__pressrunSheetUrls) {
     const urls = new Set();
     const pattern = /url\(\s*(["']?)(.*?)\1\s*\)/g;
     const collect = (style) => {
@@ -155,6 +169,7 @@ class PageSlot:
     geometry: Geometry | None = None
     asset_root: Path | None = None
     files: tuple[Path | None, tuple[int, ...]] | None = None  # (asset_root, files_version) the page has shown
+    document: str | None = None  # served at the template origin's root; None: an empty shell
     blocked: list[tuple[str, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     crashed: bool = False
@@ -214,7 +229,7 @@ class PageSlot:
         decision = self.policy.decide(url, self.asset_root)
         if isinstance(decision, ServeAsset):
             if decision.relative == "":
-                await route.fulfill(body=SHELL_HTML, content_type="text/html; charset=utf-8")
+                await route.fulfill(body=self.document or SHELL_HTML, content_type="text/html; charset=utf-8")
             elif decision.path is None:
                 self.missing.append(decision.relative)
                 await route.fulfill(status=404, body="not found")
@@ -271,7 +286,15 @@ class PageSlot:
         self.asset_root = asset_root
         self.blocked.clear()
         self.missing.clear()
-        broken: list[str] = await self.call(LOAD_AND_SETTLE, [html, allow_swap])
+        if self.javascript:
+            self.document = html
+            try:
+                await self.page.goto(f"{TEMPLATE_ORIGIN}/", wait_until="commit")
+            finally:
+                self.document = None
+            broken: list[str] = await self.call(LOAD_AND_SETTLE, [None, False], drawing=True)
+        else:
+            broken = await self.call(LOAD_AND_SETTLE, [html, allow_swap])
         if self.blocked:
             url, reason = self.blocked[0]
             raise BlockedUrlError(
@@ -288,21 +311,19 @@ class PageSlot:
                 raise BlockedUrlError(f"blocked request to {shorten(src)}: file: URLs are not allowed", url=src)
             raise AssetLoadError(f"image {shorten(src)!r} failed to load", url=shorten(src))
 
-    async def call(self, function: str, arg: Any) -> Any:
+    async def call(self, function: str, arg: Any, *, drawing: bool = False) -> Any:
         """Call a page function with a JSON argument and await its JSON result, in one CDP round trip.
 
         Plain Runtime.evaluate on the page's own session: Playwright's page.evaluate does the same
-        with more bookkeeping on both sides of its driver, and this runs once per row.
+        with more bookkeeping on both sides of its driver, and this runs once per row. ``drawing``:
+        draw frames until it answers, for page scripts that wait on animation frames.
         """
         assert self.cdp is not None
-        reply = await self.cdp.send(
-            "Runtime.evaluate",
-            {
-                "expression": f"({function})({json.dumps(arg)})",
-                "awaitPromise": True,
-                "returnByValue": True,
-            },
-        )
+        params = {"expression": f"({function})({json.dumps(arg)})", "awaitPromise": True, "returnByValue": True}
+        if drawing:
+            reply = await self._answered_by_a_frame("Runtime.evaluate", params)
+        else:
+            reply = await self.cdp.send("Runtime.evaluate", params)
         if details := reply.get("exceptionDetails"):
             description = (details.get("exception") or {}).get("description") or details.get("text", "")
             raise PlaywrightError(f"page script failed: {description.splitlines()[0] if description else details}")

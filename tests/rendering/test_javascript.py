@@ -1,0 +1,87 @@
+"""Templates with JavaScript on (render.javascript): scripts run for every row, nothing carries over
+from one row to the next, window.pressrunReady holds the capture back, animation frames run under
+frame control, and the network policy and the row timeout still hold."""
+
+from __future__ import annotations
+
+import pytest
+from tests.conftest import open_image
+
+from pressrun.errors import BlockedUrlError, RenderTimeoutError
+from pressrun.models import OutputFormat, RenderOptions
+from pressrun.rendering import ChromiumRenderer
+from pressrun.settings import RenderSettings
+
+pytestmark = pytest.mark.chromium
+
+OPTIONS = RenderOptions(format=OutputFormat.PNG, width_px=60, height_px=60)
+RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+PAGE = "<!doctype html><html><head><style>body{{margin:0;background:#f00}}</style></head><body>{body}</body></html>"
+
+
+@pytest.fixture(scope="module")
+async def renderer():
+    # One page, so every row after the first reuses the page the previous row was drawn on.
+    async with ChromiumRenderer(RenderSettings(concurrency=1, javascript=True, timeout_s=3)) as r:
+        yield r
+
+
+async def colour(renderer, body: str) -> tuple[int, int, int]:
+    image = open_image((await renderer.render(PAGE.format(body=body), OPTIONS)).data).convert("RGB")
+    return image.getpixel((30, 30))
+
+
+async def test_a_script_runs_for_every_row(renderer):
+    for value in ("0,255,0", "0,0,255", "255,255,0"):
+        body = f"<script>document.body.style.background = 'rgb({value})';</script>"
+        assert await colour(renderer, body) == tuple(int(v) for v in value.split(","))
+
+
+async def test_nothing_a_row_declares_or_leaves_running_reaches_the_next(renderer):
+    # A top-level const/let declared again would throw in a reused global scope; a global set by the
+    # previous row would be visible; a timer it left would repaint this row.
+    body = """<script>
+      const row = 'declared';
+      document.body.style.background = window.previousRow ? 'rgb(255,0,0)' : 'rgb(0,255,0)';
+      window.previousRow = row;
+      setTimeout(() => { document.body.style.background = 'rgb(255,0,255)'; }, 50);
+    </script>"""
+    assert await colour(renderer, body) == GREEN
+    assert await colour(renderer, body) == GREEN
+
+
+async def test_pressrun_ready_false_holds_the_capture_until_true(renderer):
+    body = """<script>
+      window.pressrunReady = false;
+      setTimeout(() => { document.body.style.background = 'rgb(0,0,255)'; window.pressrunReady = true; }, 300);
+    </script>"""
+    assert await colour(renderer, body) == BLUE
+
+
+async def test_animation_frames_run_before_the_capture(renderer):
+    # Chart libraries draw from requestAnimationFrame; under frame control nothing draws unless asked.
+    body = """<script>
+      window.pressrunReady = false;
+      requestAnimationFrame(() => requestAnimationFrame(() => {
+        document.body.style.background = 'rgb(0,255,0)';
+        window.pressrunReady = true;
+      }));
+    </script>"""
+    assert await colour(renderer, body) == GREEN
+
+
+async def test_a_page_that_never_gets_ready_times_out_alone(renderer):
+    with pytest.raises(RenderTimeoutError):
+        await colour(renderer, "<script>window.pressrunReady = false;</script>")
+    assert await colour(renderer, "<script>document.body.style.background = 'rgb(0,0,255)';</script>") == BLUE
+
+
+async def test_a_script_cannot_reach_a_host_the_policy_blocks(renderer):
+    body = "<script>fetch('http://example.com/collect?row=1').catch(() => {});</script>"
+    with pytest.raises(BlockedUrlError, match="example.com"):
+        await colour(renderer, body)
+
+
+async def test_without_javascript_the_ready_flag_is_never_set_and_nothing_waits():
+    async with ChromiumRenderer(RenderSettings(concurrency=1, timeout_s=3)) as renderer:
+        assert await colour(renderer, "<script>window.pressrunReady = false;</script>") == RED

@@ -22,6 +22,8 @@ class RunProgress:
             TimeRemainingColumn(),
             console=Console(stderr=True),
             transient=False,
+            # Redrawn 4 times a second, not rich's 10: the redraw holds the GIL the event loop needs.
+            refresh_per_second=4,
         )
         self._task: TaskID = self._progress.add_task("render", total=total, failed=0, rate=0.0)
 

@@ -23,7 +23,6 @@ while it settles, so ``requestAnimationFrame`` callbacks run under frame control
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
+import pybase64
 from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Route
 from playwright.async_api import Error as PlaywrightError
 
@@ -179,7 +179,7 @@ class PageSlot:
 
         ``frames`` is the browser's frame lock, shared by all its pages.
         """
-        if self.page is not None and self.generation == generation and self.geometry == geometry and not self.crashed:
+        if self.ready_for(generation, geometry):
             return
         await self.close()
         self.files = None
@@ -212,6 +212,10 @@ class PageSlot:
         self.generation = generation
         self.geometry = geometry
         self.crashed = False
+
+    def ready_for(self, generation: int, geometry: Geometry) -> bool:
+        """Whether the page is open, alive, on the current browser and of this geometry."""
+        return self.page is not None and self.generation == generation and self.geometry == geometry and not self.crashed
 
     async def close(self) -> None:
         context, self.context, self.page, self.cdp = self.context, None, None, None
@@ -357,7 +361,7 @@ class PageSlot:
             for _attempt in range(FRAME_ATTEMPTS):
                 reply = await self.begin_frame({"screenshot": encoding})
                 if data := reply.get("screenshotData"):
-                    return base64.b64decode(data), size
+                    return pybase64.b64decode(data), size
         params: dict[str, object] = {**encoding, "captureBeyondViewport": False, "fromSurface": True}
         # A clip makes Chromium re-emulate the viewport for one capture; only pay it when needed:
         # for an element, or to capture at the device scale rather than one pixel per CSS pixel.
@@ -368,7 +372,7 @@ class PageSlot:
         elif options.scale != 1:
             params["clip"] = {"x": 0, "y": 0, "width": options.width_px, "height": options.height_px, "scale": options.scale}
         reply = await self._answered_by_a_frame("Page.captureScreenshot", params)
-        return base64.b64decode(reply["data"]), size
+        return pybase64.b64decode(reply["data"]), size
 
     async def begin_frame(self, params: dict[str, object]) -> dict[str, Any]:
         """Draw one frame (HeadlessExperimental.beginFrame), holding the browser's frame lock:
@@ -414,7 +418,7 @@ class PageSlot:
                 "generateTaggedPDF": False,
             },
         )
-        return base64.b64decode(reply["data"])
+        return pybase64.b64decode(reply["data"])
 
 
 def files_version(asset_root: Path | None) -> tuple[int, ...]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -62,6 +63,7 @@ class ChromiumRenderer:
         await self.close()
 
     async def start(self) -> None:
+        use_node_compile_cache()
         self._playwright = await async_playwright().start()
         try:
             await asyncio.gather(*(instance.start(self._playwright) for instance in self.instances))
@@ -191,24 +193,9 @@ class ChromiumInstance:
         self, slot: PageSlot, html: str, options: RenderOptions, asset_root: Path | None
     ) -> tuple[bytes, tuple[int, int]]:
         assert self._browser is not None
-        try:
-            # Opening a page is the pool's cost, not the row's: it has its own budget, so a short
-            # render.timeout_s cannot fail every row on a busy machine.
-            async with asyncio.timeout(PAGE_OPEN_TIMEOUT_S):
-                await self._unless_browser_dies(
-                    slot.ensure(
-                        self._browser,
-                        self._generation,
-                        geometry_for(options),
-                        self._frame_lock,
-                    )
-                )
-                self.frame_control = slot.frame_control
-        except TimeoutError:
-            await slot.close()
-            raise RenderCrashError(f"Chromium did not open a page within {PAGE_OPEN_TIMEOUT_S} s") from None
-        except PlaywrightError as exc:
-            raise RenderCrashError(f"Chromium failed to open a page: {exc.message.splitlines()[0]}") from exc
+        geometry = geometry_for(options)
+        if not slot.ready_for(self._generation, geometry):
+            await self._open_page(slot, geometry)
         try:
             async with asyncio.timeout(self.settings.timeout_s):
                 return await self._unless_browser_dies(self._steps(slot, html, options, asset_root))
@@ -222,6 +209,20 @@ class ChromiumInstance:
         except PlaywrightError as exc:
             first_line = (exc.message or str(exc)).splitlines()[0]
             raise RenderCrashError(f"Chromium failed while rendering: {first_line}") from exc
+
+    async def _open_page(self, slot: PageSlot, geometry: Geometry) -> None:
+        assert self._browser is not None
+        try:
+            # Opening a page is the pool's cost, not the row's: it has its own budget, so a short
+            # render.timeout_s cannot fail every row on a busy machine.
+            async with asyncio.timeout(PAGE_OPEN_TIMEOUT_S):
+                await self._unless_browser_dies(slot.ensure(self._browser, self._generation, geometry, self._frame_lock))
+                self.frame_control = slot.frame_control
+        except TimeoutError:
+            await slot.close()
+            raise RenderCrashError(f"Chromium did not open a page within {PAGE_OPEN_TIMEOUT_S} s") from None
+        except PlaywrightError as exc:
+            raise RenderCrashError(f"Chromium failed to open a page: {exc.message.splitlines()[0]}") from exc
 
     async def _steps(
         self, slot: PageSlot, html: str, options: RenderOptions, asset_root: Path | None
@@ -320,6 +321,14 @@ class ChromiumInstance:
         self._generation += 1
         self._renders_since_launch = 0
         self.restarts += 1
+
+
+def use_node_compile_cache() -> None:
+    """Let Node cache the compiled code of Playwright's driver (NODE_COMPILE_CACHE, Node 22.1+): its
+    start-up then takes about 0.2 s instead of 0.3 s, on every run. The driver inherits this process's
+    environment; a value the operator set is kept, and Node ignores a cache folder it cannot write."""
+    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    os.environ.setdefault("NODE_COMPILE_CACHE", os.path.join(cache_home, "pressrun", "node-compile-cache"))
 
 
 async def ask_browser(browser: Browser, method: str) -> dict[str, Any]:

@@ -85,3 +85,9 @@ async def test_a_script_cannot_reach_a_host_the_policy_blocks(renderer):
 async def test_without_javascript_the_ready_flag_is_never_set_and_nothing_waits():
     async with ChromiumRenderer(RenderSettings(concurrency=1, timeout_s=3)) as renderer:
         assert await colour(renderer, "<script>window.pressrunReady = false;</script>") == RED
+
+
+async def test_a_script_that_never_returns_times_out_and_the_next_row_renders(renderer):
+    with pytest.raises(RenderTimeoutError):
+        await colour(renderer, "<script>while (true) {}</script>")
+    assert await colour(renderer, "<script>document.body.style.background = 'rgb(0,255,0)';</script>") == GREEN

@@ -12,11 +12,13 @@ import json
 import logging
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from html import unescape
 from pathlib import Path
 from typing import IO
+
+from playwright.async_api import Playwright
 
 from pressrun.data import Row, RowSource
 from pressrun.errors import PressrunError, RowError, error_body
@@ -84,8 +86,15 @@ def make_engine(settings: Settings) -> Engine:
 
 
 async def run_batch(
-    spec: RunSpec, settings: Settings, prepared: Prepared, on_progress: ProgressCallback | None = None
+    spec: RunSpec,
+    settings: Settings,
+    prepared: Prepared,
+    on_progress: ProgressCallback | None = None,
+    *,
+    driver: Awaitable[Playwright] | None = None,
 ) -> RunReport:
+    """Render every row of ``spec`` into its output folder. ``driver``: Playwright already starting
+    (the CLI starts it before its imports), else the renderer starts its own."""
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     errors_path = spec.out_dir / ERRORS_FILE
     errors_path.unlink(missing_ok=True)
@@ -152,7 +161,7 @@ async def run_batch(
     # More workers than pages, so templating and file writes overlap with rendering.
     workers = concurrency * 2
     try:
-        async with ChromiumRenderer(settings.render) as renderer:
+        async with ChromiumRenderer(settings.render, driver=driver) as renderer:
             tasks = [asyncio.create_task(work(renderer)) for _ in range(workers)]
             await asyncio.gather(produce(), *tasks)
     finally:

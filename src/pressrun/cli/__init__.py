@@ -2,29 +2,34 @@
 
 Exit codes: 0 every row rendered; 1 some rows failed (listed in OUTDIR/errors.jsonl); 2 usage errors,
 unusable templates or data files, or no usable Chromium; 130 interrupted.
+
+Start-up is part of every run, so this module imports little: ``render`` and ``preview`` start
+Playwright's driver first (pressrun.driver) and import the rest of pressrun while it boots.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import logging
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pressrun import __version__
-from pressrun.cli.progress import RunProgress
-from pressrun.data import open_rows
-from pressrun.data.types import apply_column_types, parse_column_types
 from pressrun.errors import PressrunError, RowError
 from pressrun.models import OutputFormat, RenderOptions
-from pressrun.runner import RunSpec, make_engine, prepare, run_batch
-from pressrun.settings import Settings, iter_settings_table
-from pressrun.templating.bundle import MANIFEST_NAME, TemplateBundle, build_document, load_template
+
+if TYPE_CHECKING:
+    from playwright.async_api import Playwright
+
+    from pressrun.driver import PrestartedDriver
+    from pressrun.runner import RunReport
+    from pressrun.settings import Settings
+    from pressrun.templating.bundle import TemplateBundle
 
 FORMAT_CHOICES = ["png", "jpeg", "jpg", "webp", "pdf"]
 EXIT_ROWS_FAILED = 1
@@ -94,6 +99,8 @@ def render_options(
 def load_settings(
     locale: str | None, strict: bool | None, concurrency: int | None, bundle: TemplateBundle
 ) -> Settings:
+    from pressrun.settings import Settings
+
     return Settings.load(
         **{
             "templating.locale": locale or bundle.manifest.locale,
@@ -129,17 +136,12 @@ def render(
     zip_path: Path | None, merge_pdf_path: Path | None, locale: str | None, strict: bool | None,
 ) -> None:
     """Render TEMPLATE once per row of DATA (CSV, JSON, JSONL or XLSX) into OUT."""
+    from pressrun.driver import PrestartedDriver
+
     try:
-        bundle = load_template(template)
-        options = render_options(bundle, fmt, quality, scale, width, height)
-        if merge_pdf_path is not None and options.format is not OutputFormat.PDF:
-            raise Fatal(f"--merge-pdf needs PDF output, but the format is {options.format.value}; add --format pdf")
-        settings = load_settings(locale, strict, concurrency, bundle)
-        rows = open_rows(data, column_types=bundle.manifest.column_types)
-        spec = RunSpec(bundle, rows, out_dir, options, filename_pattern, zip_path, merge_pdf_path)
-        prepared = prepare(spec, settings)
-        with RunProgress(prepared.total) as progress:
-            report = asyncio.run(run_batch(spec, settings, prepared, progress.update))
+        with PrestartedDriver() as driver:
+            report = render_rows(driver, template, data, out_dir, fmt, quality, scale, width, height,
+                                 concurrency, filename_pattern, zip_path, merge_pdf_path, locale, strict)
     except PressrunError as exc:
         raise fatal_from(exc) from exc
     except KeyboardInterrupt:
@@ -154,6 +156,30 @@ def render(
     click.echo(summary)
     if report.failed:
         sys.exit(EXIT_ROWS_FAILED)
+
+
+def render_rows(
+    driver: PrestartedDriver, template: Path, data: Path, out_dir: Path, fmt: str | None, quality: int | None,
+    scale: float | None, width: int | None, height: int | None, concurrency: int | None,
+    filename_pattern: str | None, zip_path: Path | None, merge_pdf_path: Path | None, locale: str | None,
+    strict: bool | None,
+) -> RunReport:
+    # Imported here, while Playwright's driver starts on the other core.
+    from pressrun.cli.progress import RunProgress
+    from pressrun.data import open_rows
+    from pressrun.runner import RunSpec, prepare, run_batch
+    from pressrun.templating.bundle import load_template
+
+    bundle = load_template(template)
+    options = render_options(bundle, fmt, quality, scale, width, height)
+    if merge_pdf_path is not None and options.format is not OutputFormat.PDF:
+        raise Fatal(f"--merge-pdf needs PDF output, but the format is {options.format.value}; add --format pdf")
+    settings = load_settings(locale, strict, concurrency, bundle)
+    rows = open_rows(data, column_types=bundle.manifest.column_types)
+    spec = RunSpec(bundle, rows, out_dir, options, filename_pattern, zip_path, merge_pdf_path)
+    prepared = prepare(spec, settings)
+    with RunProgress(prepared.total) as progress:
+        return driver.run(run_batch(spec, settings, prepared, progress.update, driver=driver.playwright))
 
 
 @main.command()
@@ -172,15 +198,23 @@ def preview(
     width: int | None, height: int | None, locale: str | None,
 ) -> None:
     """Render TEMPLATE once, with --data or the template's sample row, for template authors."""
+    from pressrun.driver import PrestartedDriver
+
     try:
-        bundle = load_template(template)
-        fmt = fmt or (out_path.suffix.lstrip(".") if out_path.suffix.lstrip(".").lower() in FORMAT_CHOICES else None)
-        options = render_options(bundle, fmt, None, scale, width, height)
-        row, strict = preview_row(bundle, data_path)
-        settings = load_settings(locale, strict, 1, bundle)
-        compiled = make_engine(settings).compile(bundle.source, name=bundle.source_name)
-        document = build_document(compiled.render(row), stylesheet=bundle.has_stylesheet)
-        result = asyncio.run(render_one(settings, document, options, bundle))
+        with PrestartedDriver() as driver:
+            # Imported here, while Playwright's driver starts on the other core.
+            from pressrun.runner import make_engine
+            from pressrun.templating.bundle import build_document, load_template
+
+            bundle = load_template(template)
+            suffix = out_path.suffix.lstrip(".")
+            options = render_options(bundle, fmt or (suffix if suffix.lower() in FORMAT_CHOICES else None),
+                                     None, scale, width, height)
+            row, strict = preview_row(bundle, data_path)
+            settings = load_settings(locale, strict, 1, bundle)
+            compiled = make_engine(settings).compile(bundle.source, name=bundle.source_name)
+            document = build_document(compiled.render(row), stylesheet=bundle.has_stylesheet)
+            result = driver.run(render_one(settings, document, options, bundle, driver.playwright))
     except RowError as exc:
         click.echo(f"error: {exc.message} [{exc.code}]", err=True)
         sys.exit(EXIT_ROWS_FAILED)
@@ -207,6 +241,9 @@ def preview_row(bundle: TemplateBundle, data_path: Path | None) -> tuple[dict[st
     if not isinstance(value, dict):
         raise Fatal(f"--data {data_path}: expected a JSON object (one row), got {type(value).__name__}")
     # The same column types a batch applies, so a preview row behaves as the row would in `render`.
+    from pressrun.data.types import apply_column_types, parse_column_types
+    from pressrun.templating.bundle import MANIFEST_NAME
+
     column_types = parse_column_types(bundle.manifest.column_types, file=MANIFEST_NAME)
     error = apply_column_types(value, column_types)
     if error is not None:
@@ -214,10 +251,12 @@ def preview_row(bundle: TemplateBundle, data_path: Path | None) -> tuple[dict[st
     return value, None
 
 
-async def render_one(settings: Settings, document: str, options: RenderOptions, bundle: TemplateBundle) -> Any:
+async def render_one(
+    settings: Settings, document: str, options: RenderOptions, bundle: TemplateBundle, driver: Awaitable[Playwright]
+) -> Any:
     from pressrun.rendering import ChromiumRenderer
 
-    async with ChromiumRenderer(settings.render, concurrency=1) as renderer:
+    async with ChromiumRenderer(settings.render, concurrency=1, driver=driver) as renderer:
         return await renderer.render(document, options, asset_root=bundle.asset_root)
 
 
@@ -226,6 +265,10 @@ async def render_one(settings: Settings, document: str, options: RenderOptions, 
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of one path per line.")
 def variables(template: Path, as_json: bool) -> None:
     """List the variables TEMPLATE reads from each row, nested paths included."""
+    from pressrun.runner import make_engine
+    from pressrun.settings import Settings
+    from pressrun.templating.bundle import load_template
+
     try:
         bundle = load_template(template)
         compiled = make_engine(Settings.load()).compile(bundle.source, name=bundle.source_name)
@@ -238,6 +281,8 @@ def variables(template: Path, as_json: bool) -> None:
 @main.command("settings")
 def settings_command() -> None:
     """Print every setting: name, environment variable, default and help."""
+    from pressrun.settings import iter_settings_table
+
     for name, env, default, help_text in iter_settings_table():
         click.echo(f"{name}\n  env: {env}\n  default: {default!r}\n  {help_text}\n")
 

@@ -20,15 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Browser, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
+from pressrun.driver import use_node_compile_cache
 from pressrun.errors import RenderCrashError, RenderTimeoutError
 from pressrun.models import OutputFormat, RenderOptions, RenderResult
 from pressrun.rendering.assets import AssetCache
@@ -46,8 +46,15 @@ BROWSER_PING_TIMEOUT_S = 5
 class ChromiumRenderer:
     """Async context manager; one per process (or per worker). Spreads renders over instances."""
 
-    def __init__(self, settings: RenderSettings, *, concurrency: int | None = None) -> None:
+    def __init__(
+        self, settings: RenderSettings, *, concurrency: int | None = None, driver: Awaitable[Playwright] | None = None
+    ) -> None:
+        """``driver``: Playwright already starting (pressrun.driver.PrestartedDriver), lent to this
+        renderer, which closes its browsers but leaves the driver to its owner; by default the renderer
+        starts a driver of its own and stops it on close."""
         self.settings = settings
+        self._driver = driver
+        self._owns_driver = driver is None
         self.concurrency = concurrency or settings.concurrency
         count = max(1, min(settings.browsers, self.concurrency))
         pages = [self.concurrency // count + (index < self.concurrency % count) for index in range(count)]
@@ -63,8 +70,11 @@ class ChromiumRenderer:
         await self.close()
 
     async def start(self) -> None:
-        use_node_compile_cache()
-        self._playwright = await async_playwright().start()
+        if self._driver is not None:
+            self._playwright = await self._driver
+        else:
+            use_node_compile_cache()
+            self._playwright = await async_playwright().start()
         try:
             await asyncio.gather(*(instance.start(self._playwright) for instance in self.instances))
         except BaseException:
@@ -73,7 +83,7 @@ class ChromiumRenderer:
 
     async def close(self) -> None:
         await asyncio.gather(*(instance.close() for instance in self.instances))
-        if self._playwright is not None:
+        if self._playwright is not None and self._owns_driver:
             await self._playwright.stop()
         self._playwright = None
 
@@ -321,14 +331,6 @@ class ChromiumInstance:
         self._generation += 1
         self._renders_since_launch = 0
         self.restarts += 1
-
-
-def use_node_compile_cache() -> None:
-    """Let Node cache the compiled code of Playwright's driver (NODE_COMPILE_CACHE, Node 22.1+): its
-    start-up then takes about 0.2 s instead of 0.3 s, on every run. The driver inherits this process's
-    environment; a value the operator set is kept, and Node ignores a cache folder it cannot write."""
-    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    os.environ.setdefault("NODE_COMPILE_CACHE", os.path.join(cache_home, "pressrun", "node-compile-cache"))
 
 
 async def ask_browser(browser: Browser, method: str) -> dict[str, Any]:

@@ -9,6 +9,8 @@ Playwright's driver first (pressrun.driver) and import the rest of pressrun whil
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import json
 import logging
@@ -75,6 +77,10 @@ def main(verbose: int) -> None:
     """pressrun: one template × N rows = N images or PDFs."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # At exit, Python's last garbage collections walk every object pydantic, Babel, Jinja and
+    # Playwright left behind: about 0.13 s of CPU after the work is done, on every command. Frozen
+    # objects are skipped; the process is ending and the OS takes the memory back either way.
+    atexit.register(gc.freeze)
 
 
 def render_options(

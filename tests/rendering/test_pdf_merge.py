@@ -136,3 +136,20 @@ def hand_made_pdf(objects: list[bytes]) -> bytes:
     out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
     out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return bytes(out)
+
+
+async def test_anchor_links_still_lead_to_their_own_rows_page():
+    # Chromium writes '#anchor' links as named destinations in the source's catalog, which a merge
+    # leaves behind (and every row would bring the same names): they must become explicit ones.
+    html = "<html><body><a href='#two'>to two</a><h1 id='two' style='break-before: page'>Two</h1></body></html>"
+    options = RenderOptions(format=OutputFormat.PDF, width_px=400, height_px=300, pdf=PdfOptions(page_size="a6"))
+    async with ChromiumRenderer(RenderSettings(concurrency=1)) as renderer:
+        source = (await renderer.render(html, options)).data
+
+    data, pages = merge_pdfs_bytes([source, source])
+
+    reader = PdfReader(io.BytesIO(data), strict=True)
+    numbers = [page.indirect_reference.idnum for page in reader.pages]
+    for first_page in (0, 2):
+        (link,) = [a.get_object() for a in reader.pages[first_page]["/Annots"]]
+        assert numbers.index(link["/Dest"][0].idnum) == first_page + 1

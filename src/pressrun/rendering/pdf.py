@@ -63,6 +63,7 @@ class PdfMerger:
                 if page.indirect_reference is None:
                     raise ValueError(f"{label} has a page that is not an indirect object")
                 flattened[(page.indirect_reference.idnum, page.indirect_reference.generation)] = page
+                resolve_named_links(page, reader)
             numbers: dict[tuple[int, int], int] = {}
             queue: list[tuple[int, PdfObject]] = []  # (new number, object), in the order numbered
 
@@ -131,6 +132,32 @@ class PdfMerger:
 def slices(numbers: array[int], size: int = 4096) -> Iterable[array[int]]:
     for start in range(0, len(numbers), size):
         yield numbers[start : start + size]
+
+
+def resolve_named_links(page: DictionaryObject, reader: PdfReader) -> None:
+    """Point the page's links to named destinations (Chromium writes one per ``#anchor`` link) at the
+    destinations themselves. Names live in the source's catalog, which is left behind, and every row
+    would bring the same names; an explicit destination names its page, which is copied along."""
+    dests = reader.trailer["/Root"].get("/Dests")
+    dests = dests.get_object() if dests is not None else None
+    if not isinstance(dests, DictionaryObject):
+        return
+    for annotation in page.get("/Annots") or []:
+        annotation = annotation.get_object()
+        if not isinstance(annotation, DictionaryObject):
+            continue
+        action = annotation.get("/A")
+        action = action.get_object() if action is not None else None
+        for holder, key in ((annotation, "/Dest"), (action, "/D")):
+            if not isinstance(holder, DictionaryObject) or key not in holder:
+                continue
+            target = holder[key]
+            if isinstance(target, str) and target in dests:  # a name or a string naming a destination
+                explicit = dests[target].get_object()
+                if isinstance(explicit, DictionaryObject):  # the older form: << /D [page /XYZ …] >>
+                    explicit = explicit.get("/D")
+                if explicit is not None:
+                    holder[NameObject(key)] = explicit
 
 
 def references(obj: PdfObject) -> Iterable[IndirectObject]:

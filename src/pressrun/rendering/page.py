@@ -54,23 +54,23 @@ async ([html, allowSwap]) => {
     // The row's document was navigated to (JavaScript on): it is already in place.
     document.__pressrunHead = undefined;
   } else {
-  const parsed = new DOMParser().parseFromString(html, 'text/html');
-  // <title> and <meta> do not change how a page renders; a per-row <title> must not defeat the swap.
-  const headKey = [...parsed.head.children]
-    .filter((el) => el.tagName !== 'TITLE' && el.tagName !== 'META')
-    .map((el) => el.outerHTML).join('');
-  if (allowSwap && document.__pressrunHead === headKey && document.body) {
-    const root = document.documentElement;
-    for (const attr of [...root.attributes]) root.removeAttribute(attr.name);
-    for (const attr of parsed.documentElement.attributes) root.setAttribute(attr.name, attr.value);
-    document.body.replaceWith(document.adoptNode(parsed.body));
-  } else {
-    document.open();
-    document.write(html);
-    document.close();
-    document.__pressrunHead = headKey;
-    document.__pressrunSheetUrls = undefined;
-  }
+    const parsed = new DOMParser().parseFromString(html, 'text/html');
+    // <title> and <meta> do not change how a page renders; a per-row <title> must not defeat the swap.
+    const headKey = [...parsed.head.children]
+      .filter((el) => el.tagName !== 'TITLE' && el.tagName !== 'META')
+      .map((el) => el.outerHTML).join('');
+    if (allowSwap && document.__pressrunHead === headKey && document.body) {
+      const root = document.documentElement;
+      for (const attr of [...root.attributes]) root.removeAttribute(attr.name);
+      for (const attr of parsed.documentElement.attributes) root.setAttribute(attr.name, attr.value);
+      document.body.replaceWith(document.adoptNode(parsed.body));
+    } else {
+      document.open();
+      document.write(html);
+      document.close();
+      document.__pressrunHead = headKey;
+      document.__pressrunSheetUrls = undefined;
+    }
   }
   if (document.readyState !== 'complete') {
     await new Promise((resolve) => window.addEventListener('load', resolve, { once: true }));

@@ -315,3 +315,17 @@ async def test_full_chromium_without_frame_control_renders_the_same():
             assert close_to(image.getpixel((50 * scale, 100 * scale)), (255, 0, 0))
             assert close_to(image.getpixel((350 * scale, 100 * scale)), (0, 0, 255))
         assert [instance.frame_control for instance in renderer.instances] == [False] * len(renderer.instances)
+
+
+async def test_a_page_that_navigated_by_itself_renders_the_next_row_without_a_retry(caplog):
+    # A meta refresh replaces the document (and its window) behind pressrun's back.
+    options = RenderOptions(format=OutputFormat.PNG, width_px=50, height_px=50)
+    refresh = "<html><head><meta http-equiv='refresh' content='0.3; url=/'></head><body></body></html>"
+    green = "<html><body style='margin:0;background:#00ff00'></body></html>"
+    async with ChromiumRenderer(RenderSettings(concurrency=1)) as renderer:
+        await renderer.render(refresh, options)
+        await asyncio.sleep(1.0)
+        with caplog.at_level("WARNING"):
+            result = await renderer.render(green, options)
+    assert open_image(result.data).convert("RGB").getpixel((25, 25)) == (0, 255, 0)
+    assert "render crashed" not in caplog.text

@@ -47,6 +47,8 @@ SHELL_HTML = "<!doctype html><html><head></head><body></body></html>"
 # How a browser without frame control answers a requested frame: full Chromium has no
 # HeadlessExperimental domain; a headless shell launched without the flag refuses.
 NO_FRAME_CONTROL = re.compile(r"wasn't found|BeginFrameControl")
+# How CDP answers a call on an object whose document has been replaced.
+STALE_OBJECT = re.compile(r"Cannot find context|Could not find object|Inspected target navigated or closed")
 
 LOAD_AND_SETTLE = r"""
 async ([html, allowSwap]) => {
@@ -332,20 +334,29 @@ class PageSlot:
         frames until it answers, for page scripts that wait on animation frames.
         """
         assert self.cdp is not None
-        if self.global_object is None:
-            reply = await self.cdp.send("Runtime.evaluate", {"expression": "globalThis"})
-            self.global_object = reply["result"]["objectId"]
-        params = {
-            "functionDeclaration": function,
-            "objectId": self.global_object,
-            "arguments": [{"value": arg}],
-            "awaitPromise": True,
-            "returnByValue": True,
-        }
-        if drawing:
-            reply = await self._answered_by_a_frame("Runtime.callFunctionOn", params)
-        else:
-            reply = await self.cdp.send("Runtime.callFunctionOn", params)
+        for attempt in (1, 2):
+            if self.global_object is None:
+                reply = await self.cdp.send("Runtime.evaluate", {"expression": "globalThis"})
+                self.global_object = reply["result"]["objectId"]
+            params = {
+                "functionDeclaration": function,
+                "objectId": self.global_object,
+                "arguments": [{"value": arg}],
+                "awaitPromise": True,
+                "returnByValue": True,
+            }
+            try:
+                if drawing:
+                    reply = await self._answered_by_a_frame("Runtime.callFunctionOn", params)
+                else:
+                    reply = await self.cdp.send("Runtime.callFunctionOn", params)
+                break
+            except PlaywrightError as exc:
+                # The document went away on its own (a meta refresh; a script's location change)
+                # and took its window with it: ask for the new one, once.
+                if attempt == 2 or not STALE_OBJECT.search(str(exc)):
+                    raise
+                self.global_object = None
         if details := reply.get("exceptionDetails"):
             description = (details.get("exception") or {}).get("description") or details.get("text", "")
             raise PlaywrightError(f"page script failed: {description.splitlines()[0] if description else details}")

@@ -44,9 +44,13 @@ class PrestartedDriver:
 
     def __enter__(self) -> PrestartedDriver:
         use_node_compile_cache()
-        self._starting = self._runner.get_loop().create_task(async_playwright().start())
-        for _ in range(SPAWN_TURNS):
-            self._runner.run(asyncio.sleep(0))
+        try:
+            self._starting = self._runner.get_loop().create_task(async_playwright().start())
+            for _ in range(SPAWN_TURNS):
+                self._runner.run(asyncio.sleep(0))
+        except BaseException:
+            self.__exit__(None, None, None)  # interrupted before the with block: clean up all the same
+            raise
         return self
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -54,9 +58,11 @@ class PrestartedDriver:
 
     @property
     def playwright(self) -> Awaitable[Playwright]:
-        """Playwright once its driver has started (await it; awaiting it again gives the same one)."""
+        """Playwright once its driver has started (await it; awaiting it again gives the same one).
+        Shielded: a renderer cancelled while it waits (Ctrl-C) must not cancel the start itself,
+        which this object still has to finish and stop."""
         assert self._starting is not None, "use PrestartedDriver as a context manager"
-        return self._starting
+        return asyncio.shield(self._starting)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -69,7 +75,8 @@ class PrestartedDriver:
             self._runner.close()
 
 
-async def stop_when_started(starting: Awaitable[Playwright]) -> None:
-    with contextlib.suppress(Exception):  # a driver that failed to start has nothing to stop
+async def stop_when_started(starting: asyncio.Task[Playwright]) -> None:
+    # A driver that failed to start, or whose start was cancelled, has nothing to stop.
+    with contextlib.suppress(Exception, asyncio.CancelledError):
         playwright = await starting
         await playwright.stop()

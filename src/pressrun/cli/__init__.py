@@ -80,6 +80,7 @@ def main(verbose: int) -> None:
     # At exit, Python's last garbage collections walk every object pydantic, Babel, Jinja and
     # Playwright left behind: about 0.13 s of CPU after the work is done, on every command. Frozen
     # objects are skipped; the process is ending and the OS takes the memory back either way.
+    atexit.unregister(gc.freeze)  # once, however often main() runs in this process (tests)
     atexit.register(gc.freeze)
 
 
@@ -226,6 +227,9 @@ def preview(
         sys.exit(EXIT_ROWS_FAILED)
     except PressrunError as exc:
         raise fatal_from(exc) from exc
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_bytes(result.data)
     click.echo(f"{out_path} ({result.width_px}×{result.height_px} {result.format.value}, "

@@ -153,3 +153,43 @@ async def test_anchor_links_still_lead_to_their_own_rows_page():
     for first_page in (0, 2):
         (link,) = [a.get_object() for a in reader.pages[first_page]["/Annots"]]
         assert numbers.index(link["/Dest"][0].idnum) == first_page + 1
+
+
+def test_a_source_that_breaks_while_being_copied_leaves_a_valid_file_of_the_other_pages(chromium_pdfs, monkeypatch):
+    # pypdf forgives most damage, so the failure half-way through a copy is staged: the third object
+    # of row 2 cannot be written, after its numbers were handed out and two objects written.
+    out = io.BytesIO()
+    merger = PdfMerger(out)
+    merger.add(chromium_pdfs["one"], name="row 1")
+    write = PdfMerger._write
+    calls = {"n": 0}
+
+    def failing_write(self, number, obj):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RecursionError("maximum recursion depth exceeded")
+        write(self, number, obj)
+
+    monkeypatch.setattr(PdfMerger, "_write", failing_write)
+    with pytest.raises(ValueError, match=r"row 2 is not a readable PDF \(RecursionError"):
+        merger.add(chromium_pdfs["two"], name="row 2")
+    monkeypatch.setattr(PdfMerger, "_write", write)
+    merger.add(chromium_pdfs["one"], name="row 3")
+    merger.close()
+
+    data = out.getvalue()
+    assert page_texts(data) == ["Alpha page", "Alpha page"]
+    xref = data.rsplit(b"\nxref\n", 1)[1].split(b"trailer")[0].splitlines()[2:]
+    in_use = [line for line in xref if line.endswith(b" n ")]
+    assert len(xref) > len(in_use)  # row 2's unwritten numbers are listed as free ...
+    assert all(not line.startswith(b"0000000000") for line in in_use)  # ... not as objects at offset 0
+
+
+def test_a_failed_merge_leaves_the_previous_file_in_place(chromium_pdfs, tmp_path):
+    destination = tmp_path / "merged.pdf"
+    merge_pdfs([chromium_pdfs["one"]], destination)
+    before = destination.read_bytes()
+    with pytest.raises(ValueError, match="not a readable PDF"):
+        merge_pdfs([chromium_pdfs["two"], b"not a pdf"], destination)
+    assert destination.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["merged.pdf"]  # no partial file left beside it

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gc
 import io
+import os
+import tempfile
 from array import array
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,7 +31,21 @@ from pypdf.generic import (
 
 CATALOG, PAGES = 1, 2  # object numbers reserved for the merged document's own catalog and page tree
 COLLECT_EVERY = 16
+MAX_OFFSET = 10**10  # a cross-reference entry holds a 10-digit byte offset
 HEADER = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"  # the binary comment tells transfer tools this is not text
+
+
+class UnmergeablePdfError(ValueError):
+    """A source that cannot be merged: unreadable, encrypted or malformed (the message names it)."""
+
+
+class OffsetOverflowError(ValueError):
+    """The merged file outgrew what a classic cross-reference table can address."""
+
+
+def xref_entry(offset: int) -> str:
+    """One 20-byte cross-reference line: in use at ``offset``, or free (0: reserved, never written)."""
+    return f"{offset:010d} 00000 n \n" if offset else "0000000000 65535 f \n"
 
 
 class PdfMerger:
@@ -54,14 +70,14 @@ class PdfMerger:
         try:
             reader = PdfReader(source if isinstance(source, Path) else io.BytesIO(source))
             if reader.is_encrypted:
-                raise ValueError(f"{label} is encrypted; only unencrypted PDFs can be merged")
+                raise UnmergeablePdfError(f"{label} is encrypted; only unencrypted PDFs can be merged")
             # reader.pages are copies of the page objects with what they inherit from the source's
             # page tree (resources, media box, rotation) filled in: those are written, so the page
             # tree can be left behind.
             flattened: dict[tuple[int, int], PdfObject] = {}
             for page in reader.pages:
                 if page.indirect_reference is None:
-                    raise ValueError(f"{label} has a page that is not an indirect object")
+                    raise UnmergeablePdfError(f"{label} has a page that is not an indirect object")
                 flattened[(page.indirect_reference.idnum, page.indirect_reference.generation)] = page
                 resolve_named_links(page, reader)
             numbers: dict[tuple[int, int], int] = {}
@@ -90,9 +106,13 @@ class PdfMerger:
                 if number in page_numbers:
                     obj[NameObject("/Parent")] = IndirectObject(PAGES, 0, None)  # type: ignore[arg-type]
                 self._write(number, obj)
-        except PyPdfError as exc:
-            raise ValueError(f"{label} is not a readable PDF ({exc})") from exc
-        # Only now: a source that fails half-way leaves unreferenced objects behind, not pages.
+        except (UnmergeablePdfError, OffsetOverflowError):
+            raise
+        except Exception as exc:  # pypdf's own errors, and whatever else a malformed file makes it raise
+            detail = str(exc) if isinstance(exc, PyPdfError) else f"{type(exc).__name__}: {exc}"
+            raise UnmergeablePdfError(f"{label} is not a readable PDF ({detail})") from exc
+        # Only now: a source that fails half-way leaves unreferenced objects behind, not pages, and
+        # numbers it reserved but never wrote are listed as free.
         self._kids.extend(kids)
         self._added += 1
         if self._added % COLLECT_EVERY == 0:
@@ -103,26 +123,35 @@ class PdfMerger:
 
     def close(self) -> None:
         """Write the page tree, the catalog and the cross-reference table, a slice at a time."""
-        self._offsets[PAGES - 1] = self._out.tell() - self._start
+        self._offsets[PAGES - 1] = self._offset()
         self._out.write(f"{PAGES} 0 obj\n<< /Type /Pages /Count {len(self._kids)} /Kids [".encode())
         for chunk in slices(self._kids):
             self._out.write("".join(f"{number} 0 R " for number in chunk).encode())
         self._out.write(b"] >>\nendobj\n")
-        self._offsets[CATALOG - 1] = self._out.tell() - self._start
+        self._offsets[CATALOG - 1] = self._offset()
         self._out.write(f"{CATALOG} 0 obj\n<< /Type /Catalog /Pages {PAGES} 0 R >>\nendobj\n".encode())
-        xref_at = self._out.tell() - self._start
+        xref_at = self._offset()
         size = len(self._offsets) + 1
         self._out.write(f"xref\n0 {size}\n0000000000 65535 f \n".encode())
         for chunk in slices(self._offsets):
-            self._out.write("".join(f"{offset:010d} 00000 n \n" for offset in chunk).encode())
+            self._out.write("".join(xref_entry(offset) for offset in chunk).encode())
         self._out.write(f"trailer\n<< /Size {size} /Root {CATALOG} 0 R >>\nstartxref\n{xref_at}\n%%EOF\n".encode())
+
+    def _offset(self) -> int:
+        offset = self._out.tell() - self._start
+        if offset >= MAX_OFFSET:
+            raise OffsetOverflowError(
+                "the merged PDF would be over 10 GB, more than a PDF cross-reference table can address; "
+                "merge fewer rows per file, or download the ZIP"
+            )
+        return offset
 
     def _reserve(self) -> int:
         self._offsets.append(0)
         return len(self._offsets)
 
     def _write(self, number: int, obj: PdfObject) -> None:
-        self._offsets[number - 1] = self._out.tell() - self._start
+        self._offsets[number - 1] = self._offset()
         self._out.write(f"{number} 0 obj\n".encode())
         obj.write_to_stream(self._out)
         self._out.write(b"\nendobj\n")
@@ -196,13 +225,22 @@ def renumber(obj: PdfObject, numbers: dict[tuple[int, int], int], renumbered: se
 
 
 def merge_pdfs(sources: Iterable[Path | bytes], destination: Path) -> int:
-    """Concatenate PDFs in order into ``destination``; returns the page count."""
+    """Concatenate PDFs in order into ``destination``; returns the page count. Written beside it and
+    moved into place at the end, so a failed merge never leaves a broken file where a good one was."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    with destination.open("wb") as handle:
-        merger = PdfMerger(handle)
-        for source in sources:
-            merger.add(source)
-        merger.close()
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, then renamed or removed
+        "wb", dir=destination.parent, prefix=f".{destination.name}.", suffix=".part", delete=False
+    )
+    try:
+        with handle:
+            merger = PdfMerger(handle)
+            for source in sources:
+                merger.add(source)
+            merger.close()
+        os.replace(handle.name, destination)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
     return merger.pages
 
 

@@ -30,7 +30,7 @@ from pressrun.api.schemas import BatchAccepted, BatchOptions, BatchRenderIn
 from pressrun.data import open_rows
 from pressrun.db import repo
 from pressrun.db.repo import ApiKey, BatchTooLarge, iso
-from pressrun.errors import DataError, PressrunError
+from pressrun.errors import DataError
 from pressrun.jobs.archive import ArchiveEntry, stream_zip
 from pressrun.models import OutputFormat
 from pressrun.naming import OutputNamer
@@ -362,7 +362,7 @@ async def download(batch_id: str, request: Request, merge: str | None = Query(No
         tmp = Path(tempfile.mkstemp(dir=service.settings.data_dir, suffix=".pdf")[1])
         try:
             await run_in_threadpool(merge_pdfs, paths, tmp)
-        except PressrunError:
+        except BaseException:  # whatever went wrong, the temporary file must not stay behind
             tmp.unlink(missing_ok=True)
             raise
         return FileResponse(tmp, media_type="application/pdf", filename=f"{batch_id}.pdf",

@@ -193,3 +193,17 @@ def test_a_failed_merge_leaves_the_previous_file_in_place(chromium_pdfs, tmp_pat
         merge_pdfs([chromium_pdfs["two"], b"not a pdf"], destination)
     assert destination.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["merged.pdf"]  # no partial file left beside it
+
+
+def test_a_page_without_a_type_does_not_bring_its_page_tree_along():
+    # /Type may be missing on a page (readers infer it); its /Parent must not be followed either.
+    source = hand_made_pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 /MediaBox [0 0 200 100] >>",
+        b"<< /Parent 2 0 R /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length 38 >>\nstream\nBT /F1 12 Tf 10 10 Td (Inherited) Tj ET\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ])
+    data, pages = merge_pdfs_bytes([source])
+    assert pages == 1 and page_texts(data) == ["Inherited"]
+    assert data.count(b"/Type /Pages") == 1  # only the merged document's own page tree

@@ -92,18 +92,21 @@ class PdfMerger:
                 return numbers[key]
 
             kids = [number_of(page.indirect_reference) for page in reader.pages]  # type: ignore[arg-type]
+            page_numbers = set(kids)
             # Number everything the pages reach before renumbering anything: references are
             # rewritten in place on the objects pypdf parsed, which are thrown away afterwards.
             index = 0
             while index < len(queue):
-                for child in references(queue[index][1]):
+                number, obj = queue[index]
+                for child in references(obj, page=number in page_numbers):
                     number_of(child)
                 index += 1
             renumbered: set[int] = set()
-            page_numbers = set(kids)
             for number, obj in queue:
                 renumber(obj, numbers, renumbered)
-                if number in page_numbers:
+                if number in page_numbers or (isinstance(obj, DictionaryObject) and obj.get("/Type") == "/Page"):
+                    # Every page, also one only a link reaches, hangs off the merged page tree: its
+                    # old parent was left behind.
                     obj[NameObject("/Parent")] = IndirectObject(PAGES, 0, None)  # type: ignore[arg-type]
                 self._write(number, obj)
         except (UnmergeablePdfError, OffsetOverflowError):
@@ -181,7 +184,7 @@ def resolve_named_links(page: DictionaryObject, reader: PdfReader) -> None:
             if not isinstance(holder, DictionaryObject) or key not in holder:
                 continue
             target = holder[key]
-            if isinstance(target, str) and target in dests:  # a name or a string naming a destination
+            if isinstance(target, str) and target in dests:  # a name (or string) the catalog's /Dests defines
                 explicit = dests[target].get_object()
                 if isinstance(explicit, DictionaryObject):  # the older form: << /D [page /XYZ …] >>
                     explicit = explicit.get("/D")
@@ -189,16 +192,16 @@ def resolve_named_links(page: DictionaryObject, reader: PdfReader) -> None:
                     holder[NameObject(key)] = explicit
 
 
-def references(obj: PdfObject) -> Iterable[IndirectObject]:
-    """The indirect references inside ``obj`` (not following them), except a page's /Parent:
-    the merged document has its own page tree."""
+def references(obj: PdfObject, *, page: bool = False) -> Iterable[IndirectObject]:
+    """The indirect references inside ``obj`` (not following them), except a page's /Parent (``page``,
+    or a dictionary of /Type /Page): the merged document has its own page tree."""
     stack = [obj]
     while stack:
         item = stack.pop()
         if isinstance(item, IndirectObject):
             yield item
         elif isinstance(item, DictionaryObject):
-            is_page = item.get("/Type") == "/Page"
+            is_page = (page and item is obj) or item.get("/Type") == "/Page"
             stack.extend(value for key, value in item.items() if not (is_page and key == "/Parent"))
         elif isinstance(item, ArrayObject):
             stack.extend(item)

@@ -27,25 +27,35 @@ def command_lines(pid: int) -> list[str]:
     return lines
 
 
-def driver_processes() -> list[str]:
-    return [line for line in command_lines(psutil.Process().pid) if "run-driver" in line]
+def driver_pids() -> set[int]:
+    """Playwright drivers this test process runs (other tests' fixtures may have theirs)."""
+    pids = set()
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "run-driver" in " ".join(child.cmdline()):
+                pids.add(child.pid)
+    return pids
 
 
-def wait_until_gone(timeout_s: float = 10.0) -> list[str]:
+def wait_until_gone(pids: set[int], timeout_s: float = 10.0) -> set[int]:
     deadline = time.monotonic() + timeout_s
-    while (left := driver_processes()) and time.monotonic() < deadline:
+    while (left := pids & driver_pids()) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
 
 
 def test_an_unused_driver_is_stopped_on_exit():
+    before = driver_pids()
     with PrestartedDriver():
-        assert driver_processes(), "the driver is spawned on entry"
-    assert wait_until_gone() == []
+        ours = driver_pids() - before
+        assert ours, "the driver is spawned on entry"
+    assert wait_until_gone(ours) == set()
 
 
 def test_a_user_cancelled_while_the_driver_starts_leaves_it_to_be_stopped_cleanly():
+    before = driver_pids()
     with PrestartedDriver() as driver:
+        ours = driver_pids() - before
 
         async def cancelled_while_waiting() -> None:
             waiting = asyncio.ensure_future(driver.playwright)
@@ -57,7 +67,7 @@ def test_a_user_cancelled_while_the_driver_starts_leaves_it_to_be_stopped_cleanl
         driver.run(cancelled_while_waiting())
         playwright = driver.run(wait_for(driver))  # the start itself went on
         assert playwright.chromium.name == "chromium"
-    assert wait_until_gone() == []
+    assert ours and wait_until_gone(ours) == set()
 
 
 async def wait_for(driver: PrestartedDriver):

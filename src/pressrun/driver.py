@@ -30,6 +30,12 @@ def use_node_compile_cache() -> None:
     os.environ.setdefault("NODE_COMPILE_CACHE", os.path.join(cache_home, "pressrun", "node-compile-cache"))
 
 
+async def start_playwright() -> Playwright:
+    """Start Playwright's driver, with Node's compile cache on."""
+    use_node_compile_cache()
+    return await async_playwright().start()
+
+
 class PrestartedDriver:
     """An event loop (``asyncio.Runner``) on which Playwright's driver is already starting.
 
@@ -43,9 +49,8 @@ class PrestartedDriver:
         self._starting: asyncio.Task[Playwright] | None = None
 
     def __enter__(self) -> PrestartedDriver:
-        use_node_compile_cache()
         try:
-            self._starting = self._runner.get_loop().create_task(async_playwright().start())
+            self._starting = self._runner.get_loop().create_task(start_playwright())
             for _ in range(SPAWN_TURNS):
                 self._runner.run(asyncio.sleep(0))
         except BaseException:

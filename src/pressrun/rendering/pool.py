@@ -25,10 +25,10 @@ from collections.abc import Awaitable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, Playwright, async_playwright
+from playwright.async_api import Browser, Playwright
 from playwright.async_api import Error as PlaywrightError
 
-from pressrun.driver import use_node_compile_cache
+from pressrun.driver import start_playwright
 from pressrun.errors import RenderCrashError, RenderTimeoutError
 from pressrun.models import OutputFormat, RenderOptions, RenderResult
 from pressrun.rendering.assets import AssetCache
@@ -73,8 +73,7 @@ class ChromiumRenderer:
         if self._driver is not None:
             self._playwright = await self._driver
         else:
-            use_node_compile_cache()
-            self._playwright = await async_playwright().start()
+            self._playwright = await start_playwright()
         try:
             await asyncio.gather(*(instance.start(self._playwright) for instance in self.instances))
         except BaseException:

@@ -75,11 +75,13 @@ class PdfMerger:
             # page tree (resources, media box, rotation) filled in: those are written, so the page
             # tree can be left behind.
             flattened: dict[tuple[int, int], PdfObject] = {}
+            dests = named_destinations(reader)
             for page in reader.pages:
                 if page.indirect_reference is None:
                     raise UnmergeablePdfError(f"{label} has a page that is not an indirect object")
                 flattened[(page.indirect_reference.idnum, page.indirect_reference.generation)] = page
-                resolve_named_links(page, reader)
+                if dests is not None:
+                    resolve_named_links(page, dests)
             numbers: dict[tuple[int, int], int] = {}
             queue: list[tuple[int, PdfObject]] = []  # (new number, object), in the order numbered
 
@@ -135,7 +137,7 @@ class PdfMerger:
         self._out.write(f"{CATALOG} 0 obj\n<< /Type /Catalog /Pages {PAGES} 0 R >>\nendobj\n".encode())
         xref_at = self._offset()
         size = len(self._offsets) + 1
-        self._out.write(f"xref\n0 {size}\n0000000000 65535 f \n".encode())
+        self._out.write(f"xref\n0 {size}\n{xref_entry(0)}".encode())  # object 0: the head of the free list
         for chunk in slices(self._offsets):
             self._out.write("".join(xref_entry(offset) for offset in chunk).encode())
         self._out.write(f"trailer\n<< /Size {size} /Root {CATALOG} 0 R >>\nstartxref\n{xref_at}\n%%EOF\n".encode())
@@ -160,20 +162,22 @@ class PdfMerger:
         self._out.write(b"\nendobj\n")
 
 
-
 def slices(numbers: array[int], size: int = 4096) -> Iterable[array[int]]:
     for start in range(0, len(numbers), size):
         yield numbers[start : start + size]
 
 
-def resolve_named_links(page: DictionaryObject, reader: PdfReader) -> None:
+def named_destinations(reader: PdfReader) -> DictionaryObject | None:
+    """The source catalog's /Dests dictionary (where Chromium writes its ``#anchor`` targets), if any."""
+    dests = reader.trailer["/Root"].get("/Dests")
+    dests = dests.get_object() if dests is not None else None
+    return dests if isinstance(dests, DictionaryObject) else None
+
+
+def resolve_named_links(page: DictionaryObject, dests: DictionaryObject) -> None:
     """Point the page's links to named destinations (Chromium writes one per ``#anchor`` link) at the
     destinations themselves. Names live in the source's catalog, which is left behind, and every row
     would bring the same names; an explicit destination names its page, which is copied along."""
-    dests = reader.trailer["/Root"].get("/Dests")
-    dests = dests.get_object() if dests is not None else None
-    if not isinstance(dests, DictionaryObject):
-        return
     for annotation in page.get("/Annots") or []:
         annotation = annotation.get_object()
         if not isinstance(annotation, DictionaryObject):
@@ -236,25 +240,28 @@ def merge_pdfs(sources: Iterable[Path | bytes], destination: Path) -> int:
     )
     try:
         with handle:
-            merger = PdfMerger(handle)
-            for source in sources:
-                merger.add(source)
-            merger.close()
+            pages = merge_into(handle, sources)
         os.replace(handle.name, destination)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
-    return merger.pages
+    return pages
 
 
 def merge_pdfs_bytes(sources: Iterable[Path | bytes]) -> tuple[bytes, int]:
     """Concatenate PDFs in order; returns the merged document and its page count."""
     out = io.BytesIO()
+    pages = merge_into(out, sources)
+    return out.getvalue(), pages
+
+
+def merge_into(out: BinaryIO, sources: Iterable[Path | bytes]) -> int:
+    """Write the merged document of ``sources`` to ``out``; returns its page count."""
     merger = PdfMerger(out)
     for source in sources:
         merger.add(source)
     merger.close()
-    return out.getvalue(), merger.pages
+    return merger.pages
 
 
 def page_count(data: bytes) -> int:

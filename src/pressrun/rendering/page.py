@@ -286,7 +286,7 @@ class PageSlot:
             # Another template's files, or this template's changed since the page last showed
             # them: Blink would serve the old image for the same URL from the document's own
             # cache, so start from a new document.
-            if self.files is not None:
+            if self.files is not None and not self.javascript:  # with JavaScript every row is a new document
                 await self.navigate("load")
             allow_swap = False
             self.files = files

@@ -25,3 +25,11 @@ def test_the_command_line_module_leaves_the_rest_of_pressrun_for_after_the_drive
     code = f"import sys, pressrun.cli; print(','.join(m for m in {late!r} if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "", f"imported with the command line module: {loaded}"
+
+
+def test_python_dash_m_runs_the_same_command_line():
+    result = subprocess.run([sys.executable, "-m", "pressrun", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: pressrun ")
+    for command in ("render", "preview", "variables"):
+        assert command in result.stdout

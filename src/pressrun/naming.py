@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 from pressrun.models import OutputFormat
 
 UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
-WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+WINDOWS_RESERVED = {
+    "con", "prn", "aux", "nul", "conin$", "conout$", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))
+}
 KNOWN_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".pdf", ".gif"}
 MAX_NAME_BYTES = 200  # leaves room for "-12345" and the extension under the common 255-byte limit
 
@@ -26,12 +29,16 @@ def safe_stem(text: str) -> str:
 
 class OutputNamer:
     """Assigns each row its file name. Collisions (also case-only ones, for case-insensitive
-    filesystems) get ``-2``, ``-3``… so no row can overwrite another's file."""
+    filesystems) get ``-2``, ``-3``… so no row can overwrite another's file, nor one of the
+    ``reserved`` names (the run's own files in the output folder: a merged PDF or ZIP written there).
 
-    def __init__(self, fmt: OutputFormat, total_rows: int) -> None:
+    A ``--filename`` result ending in a known output extension (``.png``, ``.jpg``, ``.pdf``…) has it
+    replaced by the run's, whichever it was: ``x.jpg`` in a PNG run is ``x.png``."""
+
+    def __init__(self, fmt: OutputFormat, total_rows: int, reserved: Iterable[str] = ()) -> None:
         self.extension = fmt.extension
         self.index_width = max(len(str(total_rows)), 1)
-        self._taken: set[str] = set()
+        self._taken: set[str] = {name.lower() for name in reserved}
         self._next: dict[str, int] = {}  # per stem (lower case): the next -N suffix to try
 
     def default_stem(self, row_number: int) -> str:

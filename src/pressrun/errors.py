@@ -24,6 +24,7 @@ dispatcher). :func:`error_body` turns any of them into the one dict shape that i
     │   ├── AssetLoadError             asset_load_failed         (an allowed image/font failed to load)
     │   ├── SelectorNotFoundError      selector_not_found        (no element matches the capture selector)
     │   ├── RenderTimeoutError         render_timeout            (Chromium did not finish in time)
+    │   ├── EmptyOutputError           empty_output              (Chromium returned an empty capture)
     │   └── RenderCrashError           render_crashed   retryable (browser or page crashed mid-render)
     ├── BrowserUnavailableError        browser_unavailable 503   Chromium cannot be found or started
     ├── NotFoundError                  not_found           404   no such resource
@@ -120,6 +121,11 @@ class SelectorNotFoundError(RowError):
 class RenderTimeoutError(RowError):
     code = "render_timeout"
     http_status = 504
+
+
+class EmptyOutputError(RowError):
+    code = "empty_output"
+    http_status = 500
 
 
 class RenderCrashError(RowError):

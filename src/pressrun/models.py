@@ -56,6 +56,11 @@ PAGE_SIZES_IN: dict[str, tuple[float, float]] = {
 }
 
 
+# The largest image side each encoder can write, in device pixels (WebP stores 14-bit dimensions,
+# JPEG 16-bit ones). Past it Chromium hands back an empty capture instead of an error.
+MAX_SIDE_PX: dict[OutputFormat, int] = {OutputFormat.WEBP: 16_383, OutputFormat.JPEG: 65_535}
+
+
 @dataclass(frozen=True)
 class PdfOptions:
     """How a PDF page is laid out. ``page_size`` is a name from PAGE_SIZES_IN, or None to use the
@@ -98,6 +103,7 @@ class RenderOptions:
                 value=self.pdf.page_size,
                 valid=list(PAGE_SIZES_IN),
             )
+        validate_image_size(self)
 
     @property
     def output_size_px(self) -> tuple[int, int]:
@@ -112,6 +118,25 @@ def validate_range(name: str, value: Any, low: float, high: float) -> None:
             value=value,
             valid=f"{low:g}-{high:g}",
         )
+
+
+def validate_image_size(options: RenderOptions) -> None:
+    """Refuse an image larger than its format can hold: ``width 4096 × scale 4`` is too wide for WebP."""
+    limit = MAX_SIDE_PX.get(options.format)
+    if limit is None:
+        return
+    for name, css_px, device_px in zip(("width", "height"), (options.width_px, options.height_px),
+                                       options.output_size_px, strict=True):
+        if device_px > limit:
+            name_cap = options.format.value.upper() if options.format is OutputFormat.JPEG else "WebP"
+            raise UsageError(
+                f"{name}: {css_px} px × scale {options.scale:g} = {device_px} px, more than a {name_cap} image"
+                f" can hold ({limit} px a side); lower the {name} or the scale, or use png",
+                field=name,
+                value=css_px,
+                scale=options.scale,
+                valid=f"{name} × scale ≤ {limit}",
+            )
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from typing import IO
 from playwright.async_api import Playwright
 
 from pressrun.data import Row, RowSource
-from pressrun.errors import PressrunError, RowError, error_body
-from pressrun.models import RenderOptions
+from pressrun.errors import EmptyOutputError, PressrunError, RowError, error_body
+from pressrun.models import RenderOptions, RenderResult
 from pressrun.naming import OutputNamer
 from pressrun.rendering import ChromiumRenderer
 from pressrun.settings import Settings
@@ -146,6 +146,7 @@ async def run_batch(
                 html = prepared.template.render(row.values)
                 document = build_document(html, stylesheet=spec.bundle.has_stylesheet)
                 result = await renderer.render(document, spec.options, asset_root=spec.bundle.asset_root)
+                check_not_empty(result)
                 await asyncio.to_thread((spec.out_dir / name).write_bytes, result.data)
                 report.completed += 1
                 report.outputs.append((row.number, name))
@@ -171,6 +172,20 @@ async def run_batch(
     report.elapsed_s = time.perf_counter() - started
     finish_outputs(spec, report)
     return report
+
+
+def check_not_empty(result: RenderResult) -> None:
+    """An empty capture is a failed row, never a 0-byte file counted as rendered (Chromium answers
+    with no data, not an error, for an image its encoder cannot hold)."""
+    if not result.data:
+        width, height = result.width_px, result.height_px
+        raise EmptyOutputError(
+            f"Chromium returned an empty {result.format.value} for a {width}×{height} px capture;"
+            " a smaller size or another format may work",
+            format=result.format.value,
+            width=width,
+            height=height,
+        )
 
 
 def finish_outputs(spec: RunSpec, report: RunReport) -> None:

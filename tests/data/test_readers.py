@@ -474,3 +474,43 @@ def test_not_an_xlsx_file(tmp_path: Path, content: bytes) -> None:
     error = data_error(write(tmp_path, "data.xlsx", content))
     assert str(error) == "data.xlsx is not a valid .xlsx workbook; save it as Excel Workbook (.xlsx)"
     assert isinstance(error.__cause__, Exception)
+
+
+def test_xlsx_empty_trailing_and_merged_cells_are_empty_strings(tmp_path: Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    for sheet_row in (["name", "age", "nick", "note"], ["Ann", 3, "A", "x"], ["Bob", 4], ["Cy", None, "C"],
+                      ["Di", 5, "merged", None]):
+        sheet.append(sheet_row)
+    sheet.merge_cells("C5:D5")
+    workbook.save(tmp_path / "data.xlsx")
+    result = rows(open_rows(tmp_path / "data.xlsx"))
+    assert [r.error for r in result] == [None, None, None, None]
+    assert [r.values for r in result[1:]] == [
+        {"name": "Bob", "age": 4, "nick": "", "note": ""},
+        {"name": "Cy", "age": "", "nick": "C", "note": ""},
+        {"name": "Di", "age": 5, "nick": "merged", "note": ""},
+    ]
+
+
+def test_xlsx_table_starting_in_column_b(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "data.xlsx", [[], [None, "name", "age"], [None, "Ann", 7], ["stray", "Bob", 8]])
+    source = open_rows(path)
+    result = rows(source)
+    assert source.columns == ["name", "age"]
+    assert result[0] == Row(1, {"name": "Ann", "age": 7}, None, 3)
+    assert str(result[1].error) == "row 2 has a value in column A, left of the table's first column (B), which has no header"
+
+
+def test_xlsx_midnight_in_a_date_formatted_cell_is_a_date(tmp_path: Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["day", "stamp", "plain"])
+    sheet.append([dt.datetime(2024, 3, 5), dt.datetime(2024, 3, 5), dt.datetime(2024, 3, 5, 9, 30)])
+    sheet["A2"].number_format = "yyyy-mm-dd"
+    sheet["B2"].number_format = "yyyy-mm-dd hh:mm"
+    sheet["C2"].number_format = "yyyy-mm-dd"
+    workbook.save(tmp_path / "data.xlsx")
+    values = rows(open_rows(tmp_path / "data.xlsx"))[0].values
+    assert values == {"day": dt.date(2024, 3, 5), "stamp": dt.datetime(2024, 3, 5), "plain": dt.datetime(2024, 3, 5, 9, 30)}
+    assert type(values["day"]) is dt.date

@@ -14,7 +14,10 @@ each iteration re-opens the file. Decisions:
   non-empty fields than the header -> row error; fewer -> the trailing keys are absent, so a strict
   template reports ``missing_variable`` for exactly the missing cells. Values are strings.
 - XLSX: first worksheet, first non-empty row is the header, cached formula values; an empty cell is
-  ``""`` as in CSV (``None`` only in a typed column).
+  ``""`` as in CSV (``None`` only in a typed column), also a trailing one openpyxl leaves out (empty or
+  merged cells at the end of a row), so every header column is present. Empty columns left of the
+  header (a table starting in column B) are skipped. A midnight datetime in a cell with a date-only
+  number format is a ``date`` (Excel stores dates as datetimes).
 - JSON: the top level must be an array of objects (no ``{"rows": [...]}`` wrapper). A non-object
   element is a row error; a syntax error is a DataError (the parser cannot resynchronise).
 - JSONL: one object per line, blank lines skipped; a line that is not JSON counts as a row carrying
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
 import io
 import itertools
 import json
@@ -374,25 +378,72 @@ def _xlsx_rows(source: RowSource) -> Iterator[Row]:
         raise DataError(f"{label} cannot be read: {exc.strerror or exc}", file=label) from exc
     layout: ColumnLayout | None = None
     number = 0
+    first_column = 0  # empty columns left of the table (a table that starts in column B)
     try:
         sheet = workbook.worksheets[0]
         sheet.reset_dimensions()  # saved dimensions are often wrong; read what is there
-        for sheet_row, cells in enumerate(sheet.iter_rows(values_only=True), 1):
-            if all(cell is None or (isinstance(cell, str) and not cell.strip()) for cell in cells):
+        for sheet_row, row_cells in enumerate(sheet.iter_rows(), 1):
+            cells = [_xlsx_value(cell) for cell in row_cells]
+            if all(_blank(cell) for cell in cells):
                 continue
             if layout is None:
-                layout = ColumnLayout.from_header(cells, file=label, where=f"row {sheet_row}")
+                while _blank(cells[first_column]):
+                    first_column += 1
+                layout = ColumnLayout.from_header(cells[first_column:], file=label, where=f"row {sheet_row}")
                 source.columns = list(layout.names)
                 continue
             number += 1
-            fields = ["" if cell is None else cell for cell in cells]
-            yield Row(number, layout.build(fields), layout.extra_fields_error(fields, number, sheet_row, label), sheet_row)
+            error = _left_of_table_error(cells[:first_column], number, sheet_row, label)
+            # openpyxl ends a row at its last stored cell: pad as CSV has "" for an empty trailing cell.
+            fields = ["" if cell is None else cell for cell in cells[first_column:]]
+            fields += [""] * (len(layout.names) - len(fields))
+            error = error or layout.extra_fields_error(fields, number, sheet_row, label)
+            yield Row(number, layout.build(fields), error, sheet_row)
     except (IndexError, zipfile.BadZipFile, KeyError, ET.ParseError) as exc:
         raise DataError(f"{invalid}: its first worksheet cannot be read", file=label) from exc
     finally:
         workbook.close()
     if layout is None:
         raise DataError(f"{label} is empty: no header row", file=label)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _xlsx_value(cell: Any) -> Any:
+    """A cell's value; a midnight datetime in a date-only formatted cell (how Excel stores a date)
+    is a ``date``, so it prints as 2024-03-05, not 2024-03-05 00:00:00."""
+    value = cell.value
+    if isinstance(value, dt.datetime) and value.time() == dt.time() and value.tzinfo is None:
+        from openpyxl.styles.numbers import is_datetime
+
+        if is_datetime(getattr(cell, "number_format", None) or "General") == "date":
+            return value.date()
+    return value
+
+
+def _left_of_table_error(cells: list[Any], number: int, line: int, file: str) -> InvalidValueError | None:
+    """A value in a column left of the header's first named column has no name to go by."""
+    for position, cell in enumerate(cells, 1):
+        if not _blank(cell):
+            return InvalidValueError(
+                f"row {number} has a value in column {_column_letter(position)}, left of the table's first"
+                f" column ({_column_letter(len(cells) + 1)}), which has no header",
+                row=number,
+                line=line,
+                file=file,
+                column=_column_letter(position),
+            )
+    return None
+
+
+def _column_letter(position: int) -> str:
+    letters = ""
+    while position:
+        position, remainder = divmod(position - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters
 
 
 _READERS: dict[str, Callable[[RowSource], Iterator[Row]]]

@@ -42,6 +42,14 @@ CASES = {
         ("error: --merge-pdf needs PDF output, but the format is png", "--format pdf"), args=("--merge-pdf", "{tmp}/all.pdf")
     ),
     "bad_manifest_value": Case(("error: pressrun.toml: width = 'wide' is not valid", "integer"), manifest='width = "wide"\n'),
+    "unknown_column_type": Case(
+        ("error: pressrun.toml: columns.name = 'money' is not valid", "string, number, integer"),
+        manifest='[columns]\nname = "money"\n',
+    ),
+    "unknown_manifest_locale": Case(("error: pressrun.toml: locale = 'xx_YY'",), manifest='locale = "xx_YY"\n'),
+    "unknown_pdf_key": Case(
+        ("error: pressrun.toml: pdf.pagesize", "page_size, landscape, margin_mm"), manifest='[pdf]\npagesize = "a4"\n'
+    ),
     "unknown_locale": Case(("error:", "'xx_YY'", "locale"), args=("--locale", "xx_YY")),
     "bad_setting_in_env": Case(("error:", "PRESSRUN_RENDER__TIMEOUT_S", "'soon'"), env={"PRESSRUN_RENDER__TIMEOUT_S": "soon"}),
     "unknown_data_extension": Case(

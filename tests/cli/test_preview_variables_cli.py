@@ -48,6 +48,27 @@ def test_preview_without_data_uses_the_manifest_sample(template, tmp_path):
     assert close_to(pixel(out, (50, 50)), (0, 255, 0)), "the [[sample]] row's colour"
 
 
+@pytest.mark.chromium
+def test_preview_without_data_types_the_sample_row_by_the_manifests_columns(tmp_path):
+    manifest = SMALL_MANIFEST + '[columns]\nprice = "number"\n[[sample]]\nprice = "10"\n'
+    typed = make_template(tmp_path / "tpl", "<p>{{ price * 0.9 }}</p>", manifest)
+    out = tmp_path / "sample.png"
+    run = run_cli("preview", typed, "-o", out)
+
+    assert run.exit_code == 0, run
+    assert open_image(out.read_bytes()).size == (200, 100)
+
+
+def test_preview_sample_row_with_a_value_its_column_type_refuses(tmp_path):
+    manifest = SMALL_MANIFEST + '[columns]\nprice = "number"\n[[sample]]\nprice = "ten"\n'
+    typed = make_template(tmp_path / "tpl", "<p>{{ price }}</p>", manifest)
+    run = run_cli("preview", typed, "-o", tmp_path / "sample.png")
+
+    assert run.exit_code == 1, run
+    assert "column 'price': 'ten' is not a number [invalid_value]" in run.stderr, run
+    assert not (tmp_path / "sample.png").exists()
+
+
 def test_preview_with_a_row_missing_a_variable_says_which(template, tmp_path):
     row = tmp_path / "row.json"
     row.write_text(json.dumps({"id": "7", "name": "Seven"}), encoding="utf-8")

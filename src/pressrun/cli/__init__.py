@@ -10,6 +10,7 @@ Playwright's driver first (pressrun.driver) and import the rest of pressrun whil
 from __future__ import annotations
 
 import atexit
+import copy
 import gc
 import importlib
 import json
@@ -237,10 +238,11 @@ def preview(
 
 
 def preview_row(bundle: TemplateBundle, data_path: Path | None) -> tuple[dict[str, Any], bool | None]:
-    """The row to preview with, and whether to force lenient mode (no data at all: show the layout)."""
+    """The row to preview with, and whether to force lenient mode (no data at all: show the layout).
+    The manifest's [columns] types apply to it as they do to a data file's rows."""
     if data_path is None:
         if bundle.manifest.sample:
-            return bundle.manifest.sample[0], None
+            return typed_row(bundle, copy.deepcopy(bundle.manifest.sample[0])), None
         return {}, False
     try:
         value = json.loads(data_path.read_text(encoding="utf-8"))
@@ -250,15 +252,19 @@ def preview_row(bundle: TemplateBundle, data_path: Path | None) -> tuple[dict[st
         value = value[0]
     if not isinstance(value, dict):
         raise Fatal(f"--data {data_path}: expected a JSON object (one row), got {type(value).__name__}")
-    # The same column types a batch applies, so a preview row behaves as the row would in `render`.
+    return typed_row(bundle, value), None
+
+
+def typed_row(bundle: TemplateBundle, row: dict[str, Any]) -> dict[str, Any]:
+    """Apply the manifest's column types, so a preview row behaves as the row would in `render`."""
     from pressrun.data.types import apply_column_types, parse_column_types
     from pressrun.templating.bundle import MANIFEST_NAME
 
     column_types = parse_column_types(bundle.manifest.column_types, file=MANIFEST_NAME)
-    error = apply_column_types(value, column_types)
+    error = apply_column_types(row, column_types)
     if error is not None:
         raise error
-    return value, None
+    return row
 
 
 async def render_one(

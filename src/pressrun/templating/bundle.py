@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pressrun.errors import TemplateError
+from pressrun.data.types import VALID_TYPE_NAMES, parse_column_types
+from pressrun.errors import DataError, TemplateError, UsageError
 from pressrun.models import PAGE_SIZES_IN, OutputFormat, PdfOptions
 
 MANIFEST_NAME = "pressrun.toml"
 TEMPLATE_NAME = "template.html"
 STYLESHEET_NAME = "style.css"
+PDF_KEYS = ("page_size", "landscape", "margin_mm")
 MANIFEST_KEYS = {"name", "width", "height", "format", "quality", "scale", "locale", "pdf", "columns", "sample"}
 
 BASE_STYLE = "<style>html,body{margin:0;padding:0}</style>"
@@ -112,17 +114,20 @@ def parse_manifest(raw: dict[str, Any], *, default_name: str, file_name: str = M
         fmt = OutputFormat.parse(raw.get("format", "png"))
     except Exception as exc:
         raise fail("format", raw.get("format"), ", ".join(f.value for f in OutputFormat)) from exc
-    columns = raw.get("columns", {})
-    if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
-        raise fail("columns", columns, 'a table of column = "type"')
+    columns = parse_columns(raw.get("columns", {}), fail)
     sample = raw.get("sample", [])
     if isinstance(sample, dict):
         sample = [sample]
     if not isinstance(sample, list) or not all(isinstance(s, dict) for s in sample):
         raise fail("sample", sample, "a table or an array of tables ([[sample]])")
     locale = raw.get("locale")
-    if locale is not None and not isinstance(locale, str):
-        raise fail("locale", locale, 'a locale name such as "en_US"')
+    if locale is not None:
+        from pressrun.templating.filters import parse_locale
+
+        try:
+            parse_locale(locale if isinstance(locale, str) else "")
+        except UsageError as exc:
+            raise fail("locale", locale, 'a known locale name such as "en_US" or "de_DE"') from exc
     return Manifest(
         name=str(raw.get("name", default_name)),
         width_px=integer("width", 1200, 1, 10_000),
@@ -132,14 +137,41 @@ def parse_manifest(raw: dict[str, Any], *, default_name: str, file_name: str = M
         scale=float(scale),
         locale=locale,
         pdf=parse_pdf_options(raw.get("pdf", {}), fail),
-        column_types=dict(columns),
+        column_types=columns,
         sample=sample,
     )
 
 
+def parse_columns(raw: Any, fail: Any) -> dict[str, str]:
+    """``[columns]`` -> ``{dotted column: type}``. TOML reads ``customer.age = "integer"`` as a nested
+    table; it is the nested column ``customer.age``, as a quoted ``"customer.age"`` key is."""
+    if not isinstance(raw, dict):
+        raise fail("columns", raw, 'a table of column = "type"')
+    flat: dict[str, str] = {}
+
+    def walk(table: dict[str, Any], prefix: str) -> None:
+        for key, value in table.items():
+            column = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, f"{column}.")
+                continue
+            try:
+                parse_column_types({column: value if isinstance(value, str) else ""}, file=MANIFEST_NAME)
+            except DataError as exc:
+                valid = f"one of the types {', '.join(VALID_TYPE_NAMES)} (aliases: str, float, int, bool)"
+                raise fail(f"columns.{column}", value, valid) from exc
+            flat[column] = value
+
+    walk(raw, "")
+    return flat
+
+
 def parse_pdf_options(raw: Any, fail: Any) -> PdfOptions:
     if not isinstance(raw, dict):
-        raise fail("pdf", raw, "a table with page_size, landscape, margin_mm")
+        raise fail("pdf", raw, f"a table with {', '.join(PDF_KEYS)}")
+    unknown = [key for key in raw if key not in PDF_KEYS]
+    if unknown:
+        raise fail(f"pdf.{unknown[0]}", raw[unknown[0]], f"one of the [pdf] keys {', '.join(PDF_KEYS)}")
     page_size = raw.get("page_size")
     if page_size is not None:
         if not isinstance(page_size, str) or page_size.lower() not in PAGE_SIZES_IN:

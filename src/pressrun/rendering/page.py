@@ -41,6 +41,9 @@ from pressrun.rendering.policy import TEMPLATE_ORIGIN, NetworkPolicy, PassThroug
 MAX_REDIRECTS = 5
 # Frames issued back to back while Page.captureScreenshot waits for one, before pausing between them.
 PROMPT_FRAMES = 3
+# While a document is still loading: look again at once this many times, then every LOAD_POLL_S.
+PROMPT_POLLS = 3
+LOAD_POLL_S = 0.005
 # Requested frames that may come back without a screenshot before the capture takes the slow path.
 FRAME_ATTEMPTS = 3
 SHELL_HTML = "<!doctype html><html><head></head><body></body></html>"
@@ -50,33 +53,56 @@ NO_FRAME_CONTROL = re.compile(r"wasn't found|BeginFrameControl")
 # How CDP answers a call on an object whose document has been replaced.
 STALE_OBJECT = re.compile(r"Cannot find context|Could not find object|Inspected target navigated or closed")
 
+# Whether the document has finished loading: parsed, and every stylesheet it links (and their
+# @imports) in. A document put on the page with document.write() says readyState 'complete' while its
+# stylesheets are still on their way, so readyState alone would let a capture race them.
+DOCUMENT_LOADED = r"""
+() => {
+  if (document.readyState !== 'complete') return false;
+  const imported = (sheet) => {
+    try {
+      return [...sheet.cssRules].every((rule) => !(rule instanceof CSSImportRule) || (rule.styleSheet && imported(rule.styleSheet)));
+    } catch (e) { return true; }  // another origin's sheet: its rules cannot be read, it has loaded
+  };
+  for (const link of document.querySelectorAll('link[rel~="stylesheet" i]')) {
+    if (link.disabled || !link.href || /\balternate\b/i.test(link.rel)) continue;  // never applied
+    if (!link.sheet || !imported(link.sheet)) return false;
+  }
+  return [...document.querySelectorAll('style')].every((style) => !style.sheet || imported(style.sheet));
+}
+"""
+
+# Puts a row's document on the page (``put``; else only looks again), and once it has loaded, waits
+# for everything the capture needs and returns the URLs of images that failed. Returns null while the
+# document is still loading: with JavaScript off, Blink runs no event listener (not even one added
+# over CDP), so the page cannot wait for its own load event; the caller asks again (put=false).
 LOAD_AND_SETTLE = r"""
-async ([html, allowSwap]) => {
-  if (html === null) {
-    // The row's document was navigated to (JavaScript on): it is already in place.
-    document.__pressrunHead = undefined;
-  } else {
-    const parsed = new DOMParser().parseFromString(html, 'text/html');
-    // <title> and <meta> do not change how a page renders; a per-row <title> must not defeat the swap.
-    const headKey = [...parsed.head.children]
-      .filter((el) => el.tagName !== 'TITLE' && el.tagName !== 'META')
-      .map((el) => el.outerHTML).join('');
-    if (allowSwap && document.__pressrunHead === headKey && document.body) {
-      const root = document.documentElement;
-      for (const attr of [...root.attributes]) root.removeAttribute(attr.name);
-      for (const attr of parsed.documentElement.attributes) root.setAttribute(attr.name, attr.value);
-      document.body.replaceWith(document.adoptNode(parsed.body));
+async ([html, allowSwap, put]) => {
+  if (put) {
+    if (html === null) {
+      // The row's document was navigated to (JavaScript on): it is already in place.
+      document.__pressrunHead = undefined;
     } else {
-      document.open();
-      document.write(html);
-      document.close();
-      document.__pressrunHead = headKey;
-      document.__pressrunSheetUrls = undefined;
+      const parsed = new DOMParser().parseFromString(html, 'text/html');
+      // <title> and <meta> do not change how a page renders; a per-row <title> must not defeat the swap.
+      const headKey = [...parsed.head.children]
+        .filter((el) => el.tagName !== 'TITLE' && el.tagName !== 'META')
+        .map((el) => el.outerHTML).join('');
+      if (allowSwap && document.__pressrunHead === headKey && document.body) {
+        const root = document.documentElement;
+        for (const attr of [...root.attributes]) root.removeAttribute(attr.name);
+        for (const attr of parsed.documentElement.attributes) root.setAttribute(attr.name, attr.value);
+        document.body.replaceWith(document.adoptNode(parsed.body));
+      } else {
+        document.open();
+        document.write(html);
+        document.close();
+        document.__pressrunHead = headKey;
+        document.__pressrunSheetUrls = undefined;
+      }
     }
   }
-  if (document.readyState !== 'complete') {
-    await new Promise((resolve) => window.addEventListener('load', resolve, { once: true }));
-  }
+  if (!(DOCUMENT_LOADED)()) return null;
   // A script page that set window.pressrunReady = false is still drawing: wait for it to say true.
   while (window.pressrunReady === false) await new Promise((resolve) => setTimeout(resolve, 10));
   // Force style and layout so every font the page uses has started loading before we wait on them.
@@ -84,30 +110,43 @@ async ([html, allowSwap]) => {
   await document.fonts.ready;
   const broken = [];
   const label = (src) => (src.startsWith('data:') ? src.slice(0, 40) + '…' : src);
+  const probe = (url) => (async () => {
+    const image = new Image();
+    image.src = url;
+    try { await image.decode(); } catch (e) { broken.push(label(url)); }
+  })();
   const waits = [...document.images].map(async (img) => {
-    const src = img.getAttribute('src');
+    const src = img.getAttribute('src') || img.getAttribute('srcset');
     if (!src) return;
     img.loading = 'eager';
-    try { await img.decode(); } catch (e) { broken.push(label(src)); }
+    try { await img.decode(); } catch (e) { broken.push(label(img.currentSrc || src)); }
   });
+  // Images that are not <img> elements: SVG <image>, video posters, <input type=image>.
+  for (const el of document.querySelectorAll('image, video[poster], input[type=image][src]')) {
+    const url = el.getAttribute('poster') || el.getAttribute('src') || el.getAttribute('href') || el.getAttribute('xlink:href');
+    if (url && !url.startsWith('#')) waits.push(probe(new URL(url, document.baseURI).href));
+  }
   // CSS images (backgrounds, borders, masks, list markers, generated content) are neither in
   // document.images nor always requested before 'load'; a browser may start them only when it
   // paints. Resolve them from computed styles and wait for each through the image cache, so the
   // capture never races a background, and a blocked one is reported like any other.
-  // Linked stylesheets are the same for every row of a template: read them once per document.
+  // Linked stylesheets are the same for every row of a template: read them once per document
+  // (all of them have loaded by now).
   if (document.__pressrunSheetUrls === undefined) {
-    document.__pressrunSheetUrls = [...document.styleSheets].some((sheet) => {
-      if (!sheet.href) return false;  // a <style> element: its text is part of html
-      try { return [...sheet.cssRules].some((rule) => rule.cssText.includes('url(')); }
-      catch (e) { return true; }  // unreadable (another origin): it may have some
-    });
+    const mentionsUrl = (sheet) => {
+      try {
+        return [...sheet.cssRules].some((rule) =>
+          rule.cssText.includes('url(') || (rule.styleSheet && mentionsUrl(rule.styleSheet)));
+      } catch (e) { return true; }  // unreadable (another origin): it may have some
+    };
+    document.__pressrunSheetUrls = [...document.styleSheets].some((sheet) => sheet.href && mentionsUrl(sheet));
   }
   const source = html ?? document.documentElement.outerHTML;
   if (source.includes('url(') || document.__pressrunSheetUrls) {
     const urls = new Set();
     const pattern = /url\(\s*(["']?)(.*?)\1\s*\)/g;
     const collect = (style) => {
-      for (const prop of ['background-image', 'border-image-source', 'list-style-image', 'mask-image', '-webkit-mask-image']) {
+      for (const prop of ['background-image', 'border-image-source', 'list-style-image', 'mask-image', '-webkit-mask-image', 'content']) {
         const value = style.getPropertyValue(prop);
         if (!value || !value.includes('url(')) continue;
         for (const match of value.matchAll(pattern)) if (!match[2].startsWith('data:')) urls.add(match[2]);
@@ -118,18 +157,12 @@ async ([html, allowSwap]) => {
       collect(getComputedStyle(el, '::before'));
       collect(getComputedStyle(el, '::after'));
     }
-    for (const url of urls) {
-      waits.push((async () => {
-        const probe = new Image();
-        probe.src = url;
-        try { await probe.decode(); } catch (e) { broken.push(label(url)); }
-      })());
-    }
+    for (const url of urls) waits.push(probe(url));
   }
   await Promise.all(waits);
   return broken;
 }
-"""
+""".replace("DOCUMENT_LOADED", DOCUMENT_LOADED.strip())
 
 ELEMENT_BOX = r"""
 (selector) => {
@@ -174,6 +207,8 @@ class PageSlot:
     global_object: str | None = None  # CDP object id of the current document's window, once asked for
     blocked: list[tuple[str, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # allowed URLs that failed: (url, why)
+    tainted: bool = False  # the document saw a failed request: the next row starts a new one
     crashed: bool = False
 
     async def ensure(self, browser: Browser, generation: int, geometry: Geometry, frames: asyncio.Lock) -> None:
@@ -185,6 +220,7 @@ class PageSlot:
             return
         await self.close()
         self.files = None
+        self.tainted = False
         self.frame_lock = frames
         self.context = await browser.new_context(
             viewport={"width": geometry.width_px, "height": geometry.height_px},
@@ -261,11 +297,14 @@ class PageSlot:
         for _hop in range(MAX_REDIRECTS + 1):
             try:
                 response = await route.fetch(url=url, max_redirects=0, timeout=self.fetch_timeout_s * 1000)
-            except PlaywrightError:
+            except PlaywrightError as exc:
+                self.failed.append((url, (exc.message or str(exc)).splitlines()[0]))
                 await route.abort("failed")
                 return
             location = response.headers.get("location")
             if not (300 <= response.status < 400 and location):
+                if response.status >= 400:
+                    self.failed.append((url, f"HTTP {response.status}"))
                 await route.fulfill(response=response)
                 return
             url = urljoin(url, location)
@@ -291,17 +330,40 @@ class PageSlot:
             allow_swap = False
             self.files = files
         self.asset_root = asset_root
+        # A row whose document failed a request taints the document: requests its <head> made (a
+        # stylesheet's @import, a web font) are not made again for a swapped body, so the next row
+        # must start from a new document to be checked the same way.
+        allow_swap = allow_swap and not self.tainted
         self.blocked.clear()
         self.missing.clear()
+        self.failed.clear()
+        self.tainted = True  # until this row has loaded cleanly
         if self.javascript:
             self.document = html
             try:
                 await self.navigate("commit")
             finally:
                 self.document = None
-            broken: list[str] = await self.call(LOAD_AND_SETTLE, [None, False], drawing=True)
+            args: list[Any] = [None, False, True]
         else:
-            broken = await self.call(LOAD_AND_SETTLE, [html, allow_swap])
+            args = [html, allow_swap, True]
+        broken: list[str] | None = await self.call(LOAD_AND_SETTLE, args, drawing=self.javascript)
+        polls = 0
+        while broken is None:  # still loading (a stylesheet on its way): look again shortly
+            self.raise_for_requests()
+            polls += 1
+            await asyncio.sleep(LOAD_POLL_S if polls > PROMPT_POLLS else 0)
+            broken = await self.call(LOAD_AND_SETTLE, [args[0], False, False], drawing=self.javascript)
+        self.raise_for_requests()
+        if broken:
+            src = broken[0]
+            if src.lower().startswith("file:"):
+                raise BlockedUrlError(f"blocked request to {shorten(src)}: file: URLs are not allowed", url=src)
+            raise AssetLoadError(f"image {shorten(src)!r} failed to load", url=shorten(src))
+        self.tainted = False
+
+    def raise_for_requests(self) -> None:
+        """Fail the row for the first request the page made that was refused or failed."""
         if self.blocked:
             url, reason = self.blocked[0]
             raise BlockedUrlError(
@@ -312,11 +374,9 @@ class PageSlot:
             raise AssetLoadError(
                 f"asset {self.missing[0]!r} was not found in the template folder", asset=self.missing[0]
             )
-        if broken:
-            src = broken[0]
-            if src.lower().startswith("file:"):
-                raise BlockedUrlError(f"blocked request to {shorten(src)}: file: URLs are not allowed", url=src)
-            raise AssetLoadError(f"image {shorten(src)!r} failed to load", url=shorten(src))
+        if self.failed:
+            url, status = self.failed[0]
+            raise AssetLoadError(f"{shorten(url)} failed to load: {status}", url=shorten(url))
 
     async def navigate(self, wait_until: Literal["commit", "load"]) -> None:
         """Load the template origin's root (``self.document``, else an empty shell) as a new document."""

@@ -1,4 +1,4 @@
-"""Pipe precedence: the first top-level ``|`` in ``{{ … }}`` applies to the whole expression before it."""
+"""Pipe precedence: a trailing run of filters in ``{{ … }}`` or ``{% set x = … %}`` applies to everything before it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,23 @@ REWRITES = [
     ("{{ a + b | round(2) | number }}", "{{ (a + b) | round(2) | number }}"),
     ("{{ a if b else c | upper }}", "{{ (a if b else c) | upper }}"),
     ("{{ x|e }}{{ y*2|string }}", "{{ (x)|e }}{{ (y*2)|string }}"),
+    # only the trailing run of pure filter calls is the suffix; earlier pipes keep Jinja's precedence
+    ("{{ items | map(attribute='p') | sum * 1.2 | currency }}",
+     "{{ (items | map(attribute='p') | sum * 1.2) | currency }}"),
+    ("{{ price | round * qty | currency }}", "{{ (price | round * qty) | currency }}"),
+    ("{{ a | f | g(1, (2)) | h }}", "{{ (a) | f | g(1, (2)) | h }}"),
+    # no filter suffix: plain Jinja, unchanged
+    ("{{ 'many' if items | length > 1 else 'one' }}", "{{ 'many' if items | length > 1 else 'one' }}"),
+    ("{{ x | f + 1 }}", "{{ x | f + 1 }}"),
+    ("{{ x | f(1) + 1 }}", "{{ x | f(1) + 1 }}"),
+    ("{{ x | a.b }}", "{{ x | a.b }}"),
+    ("{{ x | }}", "{{ x | }}"),
+    # {% set name = value %}: the value follows the same rule
+    ("{% set t = price * 0.9 | currency %}", "{% set t = (price * 0.9) | currency %}"),
+    ("{%- set ns.n = a * 2 | f -%}", "{%- set ns.n = (a * 2) | f -%}"),
+    ("{% set t = a == b | f %}", "{% set t = (a == b) | f %}"),
+    ("{% set t %}{{ a * b | f }}{% endset %}", "{% set t %}{{ (a * b) | f }}{% endset %}"),
+    ("{% set t | upper %}x{% endset %}", "{% set t | upper %}x{% endset %}"),
     # no pipe: unchanged
     ("{{ price * 0.9 }}", "{{ price * 0.9 }}"),
     ("plain text | with a bar", "plain text | with a bar"),
@@ -57,6 +74,13 @@ RENDERS = [
     ("{{ 'a|b' | upper }}", {}, "A|B"),
     ("{{ items | map(attribute='n') | join('|') }}", {"items": [{"n": 1}, {"n": 2}]}, "1|2"),
     ("{% if n * 2 | string == '4' %}yes{% else %}no{% endif %}", {"n": 2}, "no"),  # {% %}: Jinja's precedence
+    ("{{ items | map(attribute='price') | sum * 1.2 | currency }}", {"items": [{"price": 10}, {"price": 20}]},
+     "$36.00"),
+    ("{{ price | round * qty | currency }}", {"price": 10, "qty": 2}, "$20.00"),
+    ("{{ 'many' if items | length > 1 else 'one' }}", {"items": [1, 2]}, "many"),
+    ("{{ 'many' if items | length > 1 else 'one' }}", {"items": [1]}, "one"),
+    ("{% set t = price * 0.9 | currency %}{{ t }}", {"price": 100}, "$90.00"),
+    ("{{ a ~ b | upper }}", {"a": "x", "b": "y"}, "XY"),
 ]
 
 

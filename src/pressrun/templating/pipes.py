@@ -1,14 +1,29 @@
-"""Template rewrites applied before code generation: pipe precedence (source) and runtime guards (tree).
+"""Template rewrites applied before code generation: pipe precedence (source), compile limits and
+runtime guards (tree).
 
-Pipe precedence: inside ``{{ … }}`` the first top-level ``|`` applies to everything before it.
+Pipe precedence: inside ``{{ … }}`` and in the value of ``{% set name = … %}``, a trailing run of
+filters applies to everything before it.
 
 Plain Jinja binds a filter tighter than any operator, so ``{{ price * 0.9 | currency }}`` formats
 ``0.9`` and then multiplies a string. Template authors coming from spreadsheet-style tools expect the
-product to be formatted, so before parsing we rewrite the source to ``{{ (price * 0.9) | currency }}``.
+product to be formatted. The rule: find the longest suffix of the expression made only of top-level
+``| name`` or ``| name(arguments)`` segments, and put everything before that suffix in parentheses::
 
-The rewrite walks Jinja's own lexer tokens, so ``|`` inside strings, comments, ``{% raw %}`` blocks,
-brackets and ``{% … %}`` statements is left alone. It only inserts ``(`` and ``)`` characters, never a
-newline, so every line number Jinja reports afterwards is still a line of the original template.
+    {{ price * 0.9 | currency }}                    ->  {{ (price * 0.9) | currency }}
+    {{ items | map(attribute='p') | sum * 1.2 | currency }}
+                                                    ->  {{ (items | map(attribute='p') | sum * 1.2) | currency }}
+    {{ 'many' if items | length > 1 else 'one' }}   ->  unchanged (no filter suffix: plain Jinja)
+
+A segment with anything after its name or argument list (``| length > 1``, ``| sum * 1.2``) ends
+the suffix, so filters in the middle of an expression keep Jinja's precedence. ``{% if %}``,
+``{% for %}`` and other statements keep Jinja's precedence throughout.
+
+The rewrite walks Jinja's own lexer tokens, so ``|`` inside strings, comments, ``{% raw %}`` blocks
+and brackets is left alone. It only inserts ``(`` and ``)`` characters, never a newline, so every
+line number Jinja reports afterwards is still a line of the original template.
+
+Compile limits (:func:`check_compile_limits`) reject expressions and blocks nested so deeply that
+Python's compiler would fail on (or take seconds over) the generated code.
 
 Runtime guards (:class:`RuntimeGuards`) edit the parsed tree so the sandbox can check its budget in
 every loop and on ``~``, and so a row column named like a function (``date``) cannot shadow it.
@@ -19,7 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from jinja2 import Environment, nodes
+from jinja2 import Environment, TemplateSyntaxError, nodes
 from jinja2.visitor import NodeTransformer
 
 _OPENING_BRACKETS = frozenset("([{")
@@ -41,21 +56,24 @@ def normalize_newlines(source: str) -> str:
 def rewrite_pipes(source: str, env: Environment, *, name: str | None = None) -> str:
     """Return ``source`` (newlines normalised) with each ``{{ a op b | f }}`` made ``{{ (a op b) | f }}``.
 
-    Raises ``jinja2.TemplateSyntaxError`` for errors the lexer finds (unclosed strings or blocks),
-    with the line number of the original source.
+    The same applies to ``{% set x = a op b | f %}``. Raises ``jinja2.TemplateSyntaxError`` for
+    errors the lexer finds (unclosed strings or blocks), with the line number of the original source.
     """
     text = normalize_newlines(source)
     insertions: list[tuple[int, str]] = []
-    expression: list[_Token] | None = None
+    tag: list[_Token] | None = None
     for token in _tokens_with_offsets(text, env, name):
         token_type = token[2]
-        if token_type == "variable_begin":
-            expression = []
-        elif token_type == "variable_end" and expression is not None:
-            insertions.extend(_parenthesize_before_pipe(expression))
-            expression = None
-        elif expression is not None and token_type != "whitespace":
-            expression.append(token)
+        if token_type in ("variable_begin", "block_begin"):
+            tag = []
+        elif token_type == "variable_end" and tag is not None:
+            insertions.extend(_parenthesize_before_filters(tag))
+            tag = None
+        elif token_type == "block_end" and tag is not None:
+            insertions.extend(_parenthesize_before_filters(_set_value(tag)))
+            tag = None
+        elif tag is not None and token_type != "whitespace":
+            tag.append(token)
     return _insert(text, insertions)
 
 
@@ -72,7 +90,18 @@ def _tokens_with_offsets(text: str, env: Environment, name: str | None) -> Itera
         yield start, cursor, token_type, value
 
 
-def _parenthesize_before_pipe(expression: list[_Token]) -> list[tuple[int, str]]:
+def _set_value(statement: list[_Token]) -> list[_Token]:
+    """The tokens after ``=`` in ``{% set target = value %}``; empty for any other statement."""
+    if not statement or statement[0][2:] != ("name", "set"):
+        return []
+    for index, (_start, _end, token_type, value) in enumerate(statement):
+        if token_type == "operator" and value == "=":
+            return statement[index + 1 :]
+    return []  # ``{% set x %}…{% endset %}``: a block assignment, no expression
+
+
+def _top_level_pipes(expression: list[_Token]) -> list[int]:
+    pipes: list[int] = []
     depth = 0
     for index, (_start, _end, token_type, value) in enumerate(expression):
         if token_type != "operator":
@@ -82,10 +111,40 @@ def _parenthesize_before_pipe(expression: list[_Token]) -> list[tuple[int, str]]
         elif value in _CLOSING_BRACKETS:
             depth -= 1
         elif value == "|" and depth == 0:
-            if index == 0:  # ``{{ | f }}`` stays a syntax error
-                return []
-            return [(expression[0][0], "("), (expression[index - 1][1], ")")]
-    return []
+            pipes.append(index)
+    return pipes
+
+
+def _is_filter_call(segment: list[_Token]) -> bool:
+    """``name`` or ``name(…)`` and nothing else (the tokens between two top-level pipes)."""
+    if not segment or segment[0][2] != "name":
+        return False
+    if len(segment) == 1:
+        return True
+    if segment[1][2:] != ("operator", "("):
+        return False
+    depth = 0
+    for index, (_start, _end, token_type, value) in enumerate(segment[1:], start=1):
+        if token_type == "operator" and value in _OPENING_BRACKETS:
+            depth += 1
+        elif token_type == "operator" and value in _CLOSING_BRACKETS:
+            depth -= 1
+            if depth == 0:
+                return index == len(segment) - 1
+    return False
+
+
+def _parenthesize_before_filters(expression: list[_Token]) -> list[tuple[int, str]]:
+    pipes = _top_level_pipes(expression)
+    suffix_start: int | None = None
+    segment_end = len(expression)
+    for pipe in reversed(pipes):
+        if not _is_filter_call(expression[pipe + 1 : segment_end]):
+            break
+        suffix_start, segment_end = pipe, pipe
+    if not suffix_start:  # no filter suffix, or ``{{ | f }}`` (stays a syntax error, not an empty tuple)
+        return []
+    return [(expression[0][0], "("), (expression[suffix_start - 1][1], ")")]
 
 
 def _insert(text: str, insertions: list[tuple[int, str]]) -> str:
@@ -99,6 +158,46 @@ def _insert(text: str, insertions: list[tuple[int, str]]) -> str:
         cursor = offset
     pieces.append(text[cursor:])
     return "".join(pieces)
+
+
+# --- compile limits ---------------------------------------------------------------------------
+
+MAX_EXPRESSION_DEPTH = 30  # filters, lookups, operators and brackets nested in one expression
+MAX_BLOCK_DEPTH = 20  # {% for %}, {% if %}, {% macro %}… inside one another (Python's own limit is 20)
+_BLOCK_NODES = (nodes.For, nodes.If, nodes.Macro, nodes.CallBlock, nodes.FilterBlock, nodes.With,
+                nodes.AssignBlock, nodes.Block, nodes.Scope, nodes.ScopedEvalContextModifier)
+
+
+def check_compile_limits(ast: nodes.Template, name: str | None = None) -> None:
+    """Refuse a parsed template that nests beyond the limits, before code generation.
+
+    Python's compiler fails on deeply nested generated code ("too many statically nested blocks")
+    and takes seconds over a long filter chain; these limits keep compiling fast and its errors ours.
+    Raises ``jinja2.TemplateSyntaxError`` at the line of the offending node.
+    """
+    pending: list[tuple[nodes.Node, int, int]] = [(ast, 0, 0)]  # (node, expression depth, block depth)
+    while pending:
+        node, expression_depth, block_depth = pending.pop()
+        if isinstance(node, nodes.Expr):
+            expression_depth += 1
+            if expression_depth > MAX_EXPRESSION_DEPTH:
+                raise TemplateSyntaxError(
+                    f"an expression is nested more than {MAX_EXPRESSION_DEPTH} levels deep (filters, "
+                    f"lookups, operators and brackets inside one another); split it with {{% set %}}",
+                    node.lineno, name)
+        else:
+            expression_depth = 0
+        if isinstance(node, _BLOCK_NODES):
+            block_depth += 1
+            if block_depth > MAX_BLOCK_DEPTH:
+                raise TemplateSyntaxError(
+                    f"blocks are nested more than {MAX_BLOCK_DEPTH} deep ({{% for %}}, {{% if %}}, "
+                    f"{{% macro %}}… inside one another); move inner parts into macros",
+                    node.lineno, name)
+        elifs = node.elif_ if isinstance(node, nodes.If) else []
+        for child in node.iter_child_nodes():
+            child_block_depth = block_depth - 1 if any(child is elif_ for elif_ in elifs) else block_depth
+            pending.append((child, expression_depth, child_block_depth))
 
 
 # --- runtime guards ---------------------------------------------------------------------------

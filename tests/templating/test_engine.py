@@ -238,12 +238,38 @@ def test_template_name() -> None:
 @pytest.mark.parametrize(("options", "field"), [
     ({"timeout_s": 0}, "timeout_s"),
     ({"timeout_s": -1.0}, "timeout_s"),
+    ({"timeout_s": "2"}, "timeout_s"),
+    ({"timeout_s": None}, "timeout_s"),
+    ({"timeout_s": float("inf")}, "timeout_s"),
+    ({"timeout_s": float("nan")}, "timeout_s"),
+    ({"timeout_s": True}, "timeout_s"),
     ({"max_output_chars": 0}, "max_output_chars"),
+    ({"max_output_chars": True}, "max_output_chars"),
+    ({"max_output_chars": 1.5}, "max_output_chars"),
     ({"locale": "zz_ZZ"}, "locale"),
+    ({"locale": ["en"]}, "locale"),
+    ({"locale": None}, "locale"),
+    ({"strict": "yes"}, "strict"),
 ])
 def test_engine_options_are_validated(options: dict, field: str) -> None:
     with pytest.raises(UsageError) as caught:
         Engine(**options)
+    assert caught.value.details["field"] == field
+    assert caught.value.message.startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(("options", "field"), [({"locale": ["x"]}, "locale"), ({"strict": 1}, "strict")])
+def test_render_options_are_validated(options: dict, field: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        Engine().compile("{{ 1 }}").render({}, **options)
+    assert caught.value.details["field"] == field
+
+
+@pytest.mark.parametrize(("source", "name", "field"), [(None, "t.html", "source"), (b"{{ x }}", "t.html", "source"),
+                                                       ("x", None, "name"), ("x", "", "name")])
+def test_compile_arguments_are_validated(source: Any, name: Any, field: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        Engine().compile(source, name=name)
     assert caught.value.details["field"] == field
 
 

@@ -14,6 +14,7 @@ can do, not what the interpreter can: run renders in worker processes with memor
 from __future__ import annotations
 
 import functools
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -54,6 +55,7 @@ from pressrun.templating.pipes import (
     CONCAT_FILTER,
     GUARD_ITERABLE_FILTER,
     RuntimeGuards,
+    check_compile_limits,
     locally_bound_names,
     rewrite_pipes,
 )
@@ -257,6 +259,15 @@ def _check_power(base: Any, exponent: Any) -> None:
         raise ExpressionError("'**': the result is too large a number")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_strict(strict: Any) -> None:
+    if not isinstance(strict, bool):
+        raise UsageError(f"strict: {strict!r} must be true or false", field="strict")
+
+
 def _current_locale(default_locale: babel.Locale) -> babel.Locale:
     state = _render_state.get()
     return default_locale if state is None else state.locale
@@ -270,11 +281,13 @@ class Engine:
 
     def __init__(self, *, locale: str = "en_US", strict: bool = True, timeout_s: float = 2.0,
                  max_output_chars: int = 5_000_000) -> None:
-        if not timeout_s > 0:
-            raise UsageError(f"timeout_s: {timeout_s!r} must be a number of seconds > 0", field="timeout_s")
-        if not isinstance(max_output_chars, int) or max_output_chars <= 0:
+        if not _is_number(timeout_s) or not 0 < timeout_s < math.inf:
+            raise UsageError(f"timeout_s: {timeout_s!r} must be a finite number of seconds > 0 (e.g. 2.0)",
+                             field="timeout_s")
+        if not _is_int(max_output_chars) or max_output_chars <= 0:
             raise UsageError(f"max_output_chars: {max_output_chars!r} must be a whole number > 0",
                              field="max_output_chars")
+        _check_strict(strict)
         self.locale = parse_locale(locale)
         self.strict = strict
         self.timeout_s = timeout_s
@@ -282,10 +295,21 @@ class Engine:
         self._env = PressrunSandbox(max_output_chars=max_output_chars, default_locale=self.locale)
 
     def compile(self, source: str, *, name: str = "template.html") -> CompiledTemplate:
-        """Raises TemplateSyntaxError ("template.html line 3: unexpected '}'", file=, line=)."""
+        """Raises TemplateSyntaxError ("template.html line 3: unexpected '}'", file=, line=).
+
+        Also for templates nested beyond the compile limits (:data:`.pipes.MAX_EXPRESSION_DEPTH`
+        levels in one expression, :data:`.pipes.MAX_BLOCK_DEPTH` blocks inside one another), and
+        UsageError when ``source`` or ``name`` is not a string.
+        """
+        if not isinstance(source, str):
+            raise UsageError(f"template source: expected the template text (a str), not {type(source).__name__}",
+                             field="source")
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"template name: expected a non-empty str, not {name!r}", field="name")
         env = self._env
         try:
             ast = env.parse(rewrite_pipes(source, env, name=name), name=name, filename=name)
+            check_compile_limits(ast, name)
             variables = find_variables(ast, [*env.globals, *env.functions])
             unshadowed = frozenset(FUNCTION_NAMES) - locally_bound_names(ast)
             RuntimeGuards(unshadowed).visit(ast)
@@ -296,6 +320,13 @@ class Engine:
             raise TemplateSyntaxError(f"{name} line {exc.lineno}: {exc.message}", file=name, line=exc.lineno) from exc
         except RecursionError as exc:
             raise TemplateSyntaxError(f"{name}: expressions are nested too deeply", file=name) from exc
+        except (SyntaxError, MemoryError, OverflowError, jinja2.TemplateError) as exc:
+            # Python's compiler limits on the generated code, past what check_compile_limits catches.
+            line = getattr(exc, "lineno", None) if isinstance(exc, jinja2.TemplateError) else None
+            where = f"{name} line {line}" if line else name
+            raise TemplateSyntaxError(f"{where}: the template is too complex to compile ({exc}); "
+                                      "split long expressions with {% set %} and deep blocks into macros",
+                                      file=name, line=line) from exc
         return CompiledTemplate(self, template, name, variables)
 
 
@@ -320,6 +351,8 @@ class CompiledTemplate:
             timeout_s=engine.timeout_s,
             locale=engine.locale if locale is None else parse_locale(locale),
         )
+        if strict is not None:
+            _check_strict(strict)
         lenient = not (engine.strict if strict is None else strict)
         if not isinstance(row, Mapping):
             raise InvalidValueError(f"a row must map column names to values, not {type(row).__name__}")

@@ -91,14 +91,21 @@ def _fraction_digits(filter_name: str, decimals: Any) -> int:
     return decimals
 
 
-@functools.lru_cache(maxsize=64)
-def parse_locale(name: str) -> babel.Locale:
+def parse_locale(name: Any) -> babel.Locale:
     """``en_US`` or ``de-DE`` -> Locale; an unknown name is a usage error (a bad option, not bad data)."""
+    if not isinstance(name, str):
+        raise UsageError(f"locale: expected a locale name such as 'en_US' or 'de_DE', not {short_repr(name)}",
+                         field="locale", value=short_repr(name))
+    return _parse_locale_name(name)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_locale_name(name: str) -> babel.Locale:
     try:
-        return babel.Locale.parse(str(name).replace("-", "_"))
+        return babel.Locale.parse(name.replace("-", "_"))
     except (ValueError, TypeError, babel.UnknownLocaleError) as exc:
         raise UsageError(f"locale: {name!r} is not a known locale (e.g. 'en_US', 'de_DE')",
-                         field="locale", value=str(name)) from exc
+                         field="locale", value=name) from exc
 
 
 # --- numbers ----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ dispatcher). :func:`error_body` turns any of them into the one dict shape that i
     │   ├── ExpressionError            expression_error          (a filter / operator failed on a value)
     │   ├── SandboxViolationError      sandbox_violation         (unsafe attribute, import, file access)
     │   ├── TemplateTimeoutError       template_timeout          (expression engine ran past its time budget)
+    │   ├── TemplateCrashError         template_crashed          (the process rendering the template died)
     │   ├── OutputTooLargeError        output_too_large          (rendered HTML past its size budget)
     │   ├── BlockedUrlError            blocked_url               (render tried to load a URL the policy refuses)
     │   ├── AssetLoadError             asset_load_failed         (an allowed image/font failed to load)
@@ -27,6 +28,7 @@ dispatcher). :func:`error_body` turns any of them into the one dict shape that i
     │   ├── EmptyOutputError           empty_output              (Chromium returned an empty capture)
     │   └── RenderCrashError           render_crashed   retryable (browser or page crashed mid-render)
     ├── BrowserUnavailableError        browser_unavailable 503   Chromium cannot be found or started
+    ├── OutputError                    output_error        500   an output file cannot be written (disk full, permissions)
     ├── NotFoundError                  not_found           404   no such resource
     ├── LinkExpiredError               link_expired        410   a signed file link past its expiry
     └── InvalidSignatureError          invalid_signature   403   a file link not signed by this service
@@ -102,6 +104,10 @@ class TemplateTimeoutError(RowError):
     code = "template_timeout"
 
 
+class TemplateCrashError(RowError):
+    code = "template_crashed"
+
+
 class OutputTooLargeError(RowError):
     code = "output_too_large"
 
@@ -148,6 +154,12 @@ def error_body(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, PressrunError):
         return {"code": exc.code, "message": exc.message, **exc.details}
     return {"code": PressrunError.code, "message": f"internal error ({type(exc).__name__})"}
+
+
+class OutputError(PressrunError):
+    """A file of the run cannot be written: every row after it would fail the same way, so the run stops."""
+
+    code = "output_error"
 
 
 class NotFoundError(PressrunError):

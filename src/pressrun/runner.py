@@ -2,7 +2,8 @@
 
 Rows stream from the data file through a bounded queue into workers; memory does not grow with the
 row count (only each row's output name is remembered, for uniqueness and the ZIP/merged PDF).
-Every failed row is appended to ``errors.jsonl`` as it happens; one bad row never stops the run.
+Every failed row is appended to ``errors.jsonl`` as it happens (sorted by row at the end); one bad
+row never stops the run, a file that cannot be written (disk full) does.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 import zipfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html import unescape
 from pathlib import Path
@@ -21,7 +24,7 @@ from typing import IO
 from playwright.async_api import Playwright
 
 from pressrun.data import Row, RowSource
-from pressrun.errors import EmptyOutputError, PressrunError, RowError, error_body
+from pressrun.errors import EmptyOutputError, OutputError, PressrunError, RowError, error_body
 from pressrun.models import RenderOptions, RenderResult
 from pressrun.naming import OutputNamer
 from pressrun.rendering import ChromiumRenderer
@@ -52,6 +55,7 @@ class RunReport:
     elapsed_s: float = 0.0
     errors_path: Path | None = None
     outputs: list[tuple[int, str]] = field(default_factory=list)  # (row number, file name) of successes
+    notes: list[str] = field(default_factory=list)  # what the run did (or did not) write beyond the rows
 
     @property
     def rate_per_s(self) -> float:
@@ -95,11 +99,12 @@ async def run_batch(
 ) -> RunReport:
     """Render every row of ``spec`` into its output folder. ``driver``: Playwright already starting
     (the CLI starts it before its imports), else the renderer starts its own."""
-    spec.out_dir.mkdir(parents=True, exist_ok=True)
     errors_path = spec.out_dir / ERRORS_FILE
-    errors_path.unlink(missing_ok=True)
+    with output_errors():
+        spec.out_dir.mkdir(parents=True, exist_ok=True)
+        errors_path.unlink(missing_ok=True)
     report = RunReport(total=prepared.total)
-    namer = OutputNamer(spec.options.format, prepared.total)
+    namer = OutputNamer(spec.options.format, prepared.total, reserved_names(spec))
     concurrency = settings.render.concurrency
     queue: asyncio.Queue[tuple[Row, str | None, RowError | None] | None] = asyncio.Queue(maxsize=concurrency * 4)
     started = time.perf_counter()
@@ -147,7 +152,7 @@ async def run_batch(
                 document = build_document(html, stylesheet=spec.bundle.has_stylesheet)
                 result = await renderer.render(document, spec.options, asset_root=spec.bundle.asset_root)
                 check_not_empty(result)
-                await asyncio.to_thread((spec.out_dir / name).write_bytes, result.data)
+                await asyncio.to_thread(write_output, spec.out_dir / name, result.data)
                 report.completed += 1
                 report.outputs.append((row.number, name))
             except RowError as exc:
@@ -168,6 +173,8 @@ async def run_batch(
     finally:
         if errors_file is not None:
             errors_file.close()
+    if report.errors_path is not None:
+        sort_errors_file(report.errors_path)
     report.outputs.sort()
     report.elapsed_s = time.perf_counter() - started
     finish_outputs(spec, report)
@@ -188,15 +195,59 @@ def check_not_empty(result: RenderResult) -> None:
         )
 
 
+def reserved_names(spec: RunSpec) -> list[str]:
+    """The run's own files that land in the output folder (``--merge-pdf OUT/all.pdf``): no row may take their names."""
+    folder = spec.out_dir.absolute()
+    return [path.name for path in (spec.zip_path, spec.merge_pdf_path) if path is not None and path.absolute().parent == folder]
+
+
+@contextmanager
+def output_errors() -> Iterator[None]:
+    """An OSError writing the run's files (disk full, permissions) stops the run with a clear OutputError."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise OutputError(f"cannot write{where}: {exc.strerror or exc}", file=exc.filename) from exc
+
+
+def write_output(path: Path, data: bytes) -> None:
+    with output_errors():
+        path.write_bytes(data)
+
+
+def sort_errors_file(path: Path) -> None:
+    """Rewrite errors.jsonl in row order. It is appended to as rows fail, in the order they finish, so a
+    crash loses nothing; sorted at the end, it reads like the data file."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines.sort(key=lambda line: json.loads(line)["row"])
+    partial = path.with_name(f".{path.name}.part")
+    partial.write_text("".join(lines), encoding="utf-8")
+    os.replace(partial, path)
+
+
 def finish_outputs(spec: RunSpec, report: RunReport) -> None:
     """Write the optional ZIP and merged PDF, in row order."""
     files = [spec.out_dir / name for _, name in report.outputs]
-    if spec.zip_path is not None:
-        write_zip(spec.zip_path, files, spec.out_dir / ERRORS_FILE if report.failed else None)
-    if spec.merge_pdf_path is not None and files:  # a PDF needs at least one page: none when every row failed
-        from pressrun.rendering.pdf import merge_pdfs  # pypdf: imported only by runs that merge
+    with output_errors():
+        if spec.zip_path is not None:
+            write_zip(spec.zip_path, files, spec.out_dir / ERRORS_FILE if report.failed else None)
+        if spec.merge_pdf_path is not None:
+            merge_outputs(spec.merge_pdf_path, files, report)
 
-        merge_pdfs(files, spec.merge_pdf_path)
+
+def merge_outputs(merge_pdf_path: Path, files: list[Path], report: RunReport) -> None:
+    if not files:  # a PDF needs at least one page: none when every row failed
+        note = f"no merged PDF: every row failed, so {merge_pdf_path} was not written"
+        if merge_pdf_path.exists():
+            # A file there now would pass for this run's result.
+            merge_pdf_path.unlink()
+            note += " (the file of an earlier run was removed)"
+        report.notes.append(note)
+        return
+    from pressrun.rendering.pdf import merge_pdfs  # pypdf: imported only by runs that merge
+
+    merge_pdfs(files, merge_pdf_path)
 
 
 def write_zip(zip_path: Path, files: list[Path], errors_file: Path | None) -> None:

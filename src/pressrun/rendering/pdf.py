@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import io
 import os
-import tempfile
+import secrets
 from array import array
 from collections.abc import Iterable
 from pathlib import Path
@@ -235,15 +235,15 @@ def merge_pdfs(sources: Iterable[Path | bytes], destination: Path) -> int:
     """Concatenate PDFs in order into ``destination``; returns the page count. Written beside it and
     moved into place at the end, so a failed merge never leaves a broken file where a good one was."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, then renamed or removed
-        "wb", dir=destination.parent, prefix=f".{destination.name}.", suffix=".part", delete=False
-    )
+    partial = destination.parent / f".{destination.name}.{secrets.token_hex(4)}.part"
+    # Created as any output file is (0666 less the umask), not 0600 as tempfile would.
+    handle = os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
     try:
         with handle:
             pages = merge_into(handle, sources)
-        os.replace(handle.name, destination)
+        os.replace(partial, destination)
     except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
     return pages
 

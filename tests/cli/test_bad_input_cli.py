@@ -50,6 +50,23 @@ CASES = {
     "unknown_pdf_key": Case(
         ("error: pressrun.toml: pdf.pagesize", "page_size, landscape, margin_mm"), manifest='[pdf]\npagesize = "a4"\n'
     ),
+    "out_inside_a_file": Case(
+        ("error: -o/--out", "rows.csv/sub:", "rows.csv is a file, so no folder can be created inside it"),
+        args=("-o", "{tmp}/rows.csv/sub"),
+    ),
+    "zip_inside_a_file": Case(("error: --zip", "rows.csv/x.zip:", "is a file"), args=("--zip", "{tmp}/rows.csv/x.zip")),
+    "merge_pdf_unwritable": Case(
+        ("error: --merge-pdf /proc/all.pdf: cannot create files in /proc",),
+        args=("--format", "pdf", "--merge-pdf", "/proc/all.pdf"),
+    ),
+    "zip_and_merge_pdf_same_file": Case(
+        ("error: --zip and --merge-pdf are the same file",),
+        args=("--format", "pdf", "--zip", "{tmp}/all.pdf", "--merge-pdf", "{tmp}/all.pdf"),
+    ),
+    "webp_too_large": Case(
+        ("error: width: 4096 px × scale 4 = 16384 px", "WebP", "16383 px"),
+        args=("--format", "webp", "--width", "4096", "--height", "10", "--scale", "4"),
+    ),
     "unknown_locale": Case(("error:", "'xx_YY'", "locale"), args=("--locale", "xx_YY")),
     "bad_setting_in_env": Case(("error:", "PRESSRUN_RENDER__TIMEOUT_S", "'soon'"), env={"PRESSRUN_RENDER__TIMEOUT_S": "soon"}),
     "unknown_data_extension": Case(

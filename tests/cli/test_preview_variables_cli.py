@@ -69,6 +69,26 @@ def test_preview_sample_row_with_a_value_its_column_type_refuses(tmp_path):
     assert not (tmp_path / "sample.png").exists()
 
 
+@pytest.mark.parametrize(
+    ("out_name", "extra", "expected"),
+    [
+        ("out.txt", (), "the extension '.txt' is not an output format; name it .png, .jpg, .webp or .pdf"),
+        ("noext", (), "the file has no extension"),
+        ("d.jpg", ("--format", "png"), "the extension '.jpg' does not match --format png; name it d.png"),
+        ("afile/x.png", (), "afile is a file, so no folder can be created inside it"),
+        ("x.webp", ("--width", "5000", "--height", "10", "--scale", "4"), "20000 px, more than a WebP image can hold"),
+    ],
+)
+def test_preview_refuses_an_output_it_cannot_write_as_named(template, tmp_path, out_name, extra, expected):
+    (tmp_path / "afile").write_text("")
+    run = run_cli("preview", template, "-o", tmp_path / out_name, *extra)
+
+    assert run.exit_code == 2, run
+    assert run.stderr.startswith("error: ") and expected in run.stderr, run
+    assert "Traceback" not in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 def test_preview_with_a_row_missing_a_variable_says_which(template, tmp_path):
     row = tmp_path / "row.json"
     row.write_text(json.dumps({"id": "7", "name": "Seven"}), encoding="utf-8")

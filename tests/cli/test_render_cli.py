@@ -206,3 +206,35 @@ def test_no_strict_renders_the_missing_variable_empty(template, missing_csv, tmp
     assert output_names(out) == [f"{n}.png" for n in range(1, 6)]
     assert close_to(pixel(out / "3.png", (50, 50)), WHITE), "no background colour: the page shows through"
     assert close_to(pixel(out / "3.png", (190, 90)), BLUE)
+
+
+# --- 5. the merged PDF and the page size -----------------------------------------------------------
+
+A4_PDF_MANIFEST = 'name = "a4"\nwidth = 200\nheight = 100\nformat = "pdf"\n[pdf]\npage_size = "a4"\n'
+
+
+def test_merge_pdf_inside_out_takes_no_rows_name_and_cli_size_overrides_the_page_size(workdir, rows_csv, tmp_path):
+    a4 = make_template(workdir / "a4", SPLIT_HTML, A4_PDF_MANIFEST)
+    out = tmp_path / "out"
+    # No --format: the manifest's format = "pdf" is enough for --merge-pdf.
+    run = render(a4, rows_csv, out, "--merge-pdf", out / "1.pdf", "--width", "300", "--height", "200")
+
+    assert run.exit_code == 0, run
+    assert output_names(out) == ["1-2.pdf", "1.pdf", "2.pdf", "3.pdf", "4.pdf", "5.pdf"]
+    assert len(pdf_pages_text(out / "1.pdf")) == 5, "1.pdf is the merged file"
+    assert "row-1 Alpha" in pdf_pages_text(out / "1-2.pdf")[0], "row 1 moved aside, not overwritten"
+    box = PdfReader(out / "2.pdf").pages[0].mediabox
+    # --width 300 --height 200 CSS px at 96 px/in = 225×150 pt, not the manifest's A4.
+    assert float(box.width) == pytest.approx(225, abs=1) and float(box.height) == pytest.approx(150, abs=1)
+
+
+def test_merge_pdf_when_every_row_fails_says_so_and_removes_an_old_merged_file(template, tmp_path):
+    data = write_csv(tmp_path / "rows.csv", ["id", "name"], [["1", "Alpha"], ["2", "Bravo"]])  # no colour
+    merged = tmp_path / "all.pdf"
+    merged.write_bytes(b"%PDF- an earlier run's result")
+    run = render(template, data, tmp_path / "out", "--format", "pdf", "--merge-pdf", merged)
+
+    assert run.exit_code == 1, run
+    assert f"no merged PDF: every row failed, so {merged} was not written" in run.stderr, run
+    assert "earlier run was removed" in run.stderr
+    assert not merged.exists()

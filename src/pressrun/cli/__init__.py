@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import dataclasses
 import gc
 import importlib
 import json
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from pressrun.templating.bundle import TemplateBundle
 
 FORMAT_CHOICES = ["png", "jpeg", "jpg", "webp", "pdf"]
+ERRORS_NAME = "errors.jsonl"  # pressrun.runner.ERRORS_FILE, without importing the runner at start-up
+WIDTH_HELP = "Width in CSS pixels (default: the template's). For PDF it sets the page, over the template's page_size."
+HEIGHT_HELP = "Height in CSS pixels (default: the template's). For PDF it sets the page, over the template's page_size."
 EXIT_ROWS_FAILED = 1
 EXIT_UNUSABLE = 2
 
@@ -94,13 +98,17 @@ def render_options(
     height: int | None,
 ) -> RenderOptions:
     manifest = bundle.manifest
+    pdf = manifest.pdf
+    if (width or height) and pdf.page_size is not None:
+        # --width/--height on the command line are the page this run asks for, over the manifest's page_size.
+        pdf = dataclasses.replace(pdf, page_size=None, landscape=False)
     return RenderOptions(
         format=OutputFormat.parse(fmt) if fmt else manifest.format,
         width_px=width or manifest.width_px,
         height_px=height or manifest.height_px,
         scale=scale or manifest.scale,
         quality=quality or manifest.quality,
-        pdf=manifest.pdf,
+        pdf=pdf,
     )
 
 
@@ -127,14 +135,18 @@ def load_settings(
               help="Output format (default: the template's, else png).")
 @click.option("--quality", type=click.IntRange(1, 100), help="JPEG/WebP quality, 1-100.")
 @click.option("--scale", type=click.FloatRange(1, 4), help="Device pixel ratio, 1-4.")
-@click.option("--width", type=click.IntRange(1, 10_000), help="Width in CSS pixels.")
-@click.option("--height", type=click.IntRange(1, 10_000), help="Height in CSS pixels.")
-@click.option("--concurrency", type=click.IntRange(1, 64), help="Pages rendering at once (default: CPUs + 1).")
-@click.option("--filename", "filename_pattern", help="File name template over the row, e.g. '{{ id }}-{{ name }}'.")
+@click.option("--width", type=click.IntRange(1, 10_000), help=WIDTH_HELP)
+@click.option("--height", type=click.IntRange(1, 10_000), help=HEIGHT_HELP)
+@click.option("--concurrency", type=click.IntRange(1, 64),
+              help="Pages rendering at once (default: 2 per browser; one browser per CPU, at most 8).")
+@click.option("--filename", "filename_pattern",
+              help="File name template over the row, e.g. '{{ id }}-{{ name }}'. The output format's extension "
+                   "is added; a .png/.jpg/.jpeg/.webp/.pdf/.gif ending in the result is replaced by it.")
 @click.option("--zip", "zip_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write every output into this ZIP.")
+              help="Also write every output into this ZIP (inside OUT, no row takes its name).")
 @click.option("--merge-pdf", "merge_pdf_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also merge every PDF, in row order, into this file (needs --format pdf).")
+              help="Also merge every PDF, in row order, into this file (PDF output: --format pdf or the "
+                   "template's format; inside OUT, no row takes its name). Removed if every row fails.")
 @click.option("--locale", help="Locale for number/currency/date filters, e.g. de_DE.")
 @click.option("--strict/--no-strict", default=None,
               help="Fail rows that lack a variable the template uses (default) or render it empty.")
@@ -152,9 +164,13 @@ def render(
                                  concurrency, filename_pattern, zip_path, merge_pdf_path, locale, strict)
     except PressrunError as exc:
         raise fatal_from(exc) from exc
+    except OSError as exc:  # the run's own files are translated in the runner; this is the last resort
+        raise Fatal(f"{exc.filename or 'output'}: {exc.strerror or exc}") from exc
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    for note in report.notes:
+        click.echo(note, err=True)
     summary = (
         f"{report.completed} rendered, {report.failed} failed of {report.total} rows "
         f"in {report.elapsed_s:.1f} s ({report.rate_per_s:.1f} rows/s) → {out_dir}"
@@ -182,6 +198,7 @@ def render_rows(
     options = render_options(bundle, fmt, quality, scale, width, height)
     if merge_pdf_path is not None and options.format is not OutputFormat.PDF:
         raise Fatal(f"--merge-pdf needs PDF output, but the format is {options.format.value}; add --format pdf")
+    check_destinations(out_dir, zip_path, merge_pdf_path)
     settings = load_settings(locale, strict, concurrency, bundle)
     rows = open_rows(data, column_types=bundle.manifest.column_types)
     spec = RunSpec(bundle, rows, out_dir, options, filename_pattern, zip_path, merge_pdf_path)
@@ -190,17 +207,51 @@ def render_rows(
         return driver.run(run_batch(spec, settings, prepared, progress.update, driver=driver.playwright))
 
 
+def check_destinations(out_dir: Path, zip_path: Path | None, merge_pdf_path: Path | None) -> None:
+    """Refuse, before anything renders, a destination the run could not write at its end."""
+    from pressrun.cli.paths import check_output_file, check_output_folder
+
+    check_output_folder("-o/--out", out_dir)
+    if zip_path is not None:
+        check_output_file("--zip", zip_path)
+    if merge_pdf_path is not None:
+        check_output_file("--merge-pdf", merge_pdf_path)
+        if zip_path is not None and zip_path.absolute() == merge_pdf_path.absolute():
+            raise Fatal(f"--zip and --merge-pdf are the same file ({zip_path}); give them different names")
+    for option, path in (("--zip", zip_path), ("--merge-pdf", merge_pdf_path)):
+        if path is not None and path.absolute() == (out_dir / ERRORS_NAME).absolute():
+            raise Fatal(f"{option} {path}: that is where failed rows are listed; choose another name")
+
+
+def preview_format(out_path: Path, fmt: str | None) -> str:
+    """The format of ``preview -o``: --format, which the file's extension must not contradict, else the
+    extension. A file named for another format than it holds is refused."""
+    suffix = out_path.suffix.lower()
+    from_suffix = OutputFormat.parse(suffix[1:]) if suffix[1:] in FORMAT_CHOICES else None
+    if fmt is None:
+        if from_suffix is None:
+            kind = f"the extension {suffix!r} is not an output format" if suffix else "the file has no extension"
+            raise Fatal(f"-o {out_path}: {kind}; name it .png, .jpg, .webp or .pdf, or give --format")
+        return from_suffix.value
+    chosen = OutputFormat.parse(fmt)
+    if from_suffix is not None and from_suffix is not chosen:
+        raise Fatal(f"-o {out_path}: the extension {suffix!r} does not match --format {fmt}; "
+                    f"name it {out_path.with_suffix('.' + chosen.extension).name} or drop --format")
+    return chosen.value
+
+
 @main.command()
 @click.argument("template", type=click.Path(exists=True, path_type=Path))
 @click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A JSON file with one row (an object; for an array, its first element).")
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output file; its extension picks the format unless --format is given.")
-@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES, case_sensitive=False))
-@click.option("--scale", type=click.FloatRange(1, 4))
-@click.option("--width", type=click.IntRange(1, 10_000))
-@click.option("--height", type=click.IntRange(1, 10_000))
-@click.option("--locale")
+@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES, case_sensitive=False),
+              help="Output format; must match -o's extension when it has one (default: the extension's).")
+@click.option("--scale", type=click.FloatRange(1, 4), help="Device pixel ratio, 1-4.")
+@click.option("--width", type=click.IntRange(1, 10_000), help=WIDTH_HELP)
+@click.option("--height", type=click.IntRange(1, 10_000), help=HEIGHT_HELP)
+@click.option("--locale", help="Locale for number/currency/date filters, e.g. de_DE.")
 def preview(
     template: Path, data_path: Path | None, out_path: Path, fmt: str | None, scale: float | None,
     width: int | None, height: int | None, locale: str | None,
@@ -211,18 +262,21 @@ def preview(
     try:
         with PrestartedDriver() as driver:
             # Imported here, while Playwright's driver starts on the other core.
-            from pressrun.runner import make_engine
+            from pressrun.cli.paths import check_output_file
+            from pressrun.runner import check_not_empty, make_engine, write_output
             from pressrun.templating.bundle import build_document, load_template
 
             bundle = load_template(template)
-            suffix = out_path.suffix.lstrip(".")
-            options = render_options(bundle, fmt or (suffix if suffix.lower() in FORMAT_CHOICES else None),
-                                     None, scale, width, height)
+            options = render_options(bundle, preview_format(out_path, fmt), None, scale, width, height)
+            check_output_file("-o/--out", out_path)
             row, strict = preview_row(bundle, data_path)
             settings = load_settings(locale, strict, 1, bundle)
             compiled = make_engine(settings).compile(bundle.source, name=bundle.source_name)
             document = build_document(compiled.render(row), stylesheet=bundle.has_stylesheet)
             result = driver.run(render_one(settings, document, options, bundle, driver.playwright))
+            check_not_empty(result)
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            write_output(out_path, result.data)
     except RowError as exc:
         click.echo(f"error: {exc.message} [{exc.code}]", err=True)
         sys.exit(EXIT_ROWS_FAILED)
@@ -231,8 +285,8 @@ def preview(
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_bytes(result.data)
+    except OSError as exc:
+        raise Fatal(f"-o {out_path}: {exc.strerror or exc}") from exc
     click.echo(f"{out_path} ({result.width_px}×{result.height_px} {result.format.value}, "
                f"{len(result.data):,} bytes, {result.render_ms:.0f} ms)")
 

@@ -68,6 +68,12 @@ FILTERS = [
     # missing values pass through formatting filters to default
     ("{{ x | currency | default('n/a') }}", {}, "en_US", "n/a"),
     ("{{ x | currency }}", {"x": None}, "en_US", ""),
+    # None (JSON null) is empty text, and default replaces it
+    ("[{{ n | upper }}|{{ n | lower }}|{{ n | title }}|{{ n | truncate(3) }}]", {"n": None}, "en_US", "[|||]"),
+    ("{{ n ~ 'a' ~ n }}", {"n": None}, "en_US", "a"),
+    ("{{ n | default('x') }}|{{ n | d('y') }}", {"n": None}, "en_US", "x|y"),
+    ("{{ n | default('x') }}", {"n": 0}, "en_US", "0"),
+    ("{{ n | default('x', true) }}", {"n": ""}, "en_US", "x"),
 ]
 
 

@@ -28,6 +28,7 @@ import jinja2
 from jinja2 import BaseLoader, pass_eval_context
 from jinja2.runtime import markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import _PassArg
 
 from pressrun.errors import (
     ExpressionError,
@@ -50,6 +51,7 @@ from pressrun.templating.filters import (
     limit_builtin_filters,
     output_too_large,
     parse_locale,
+    short_repr,
 )
 from pressrun.templating.pipes import (
     CONCAT_FILTER,
@@ -63,7 +65,9 @@ from pressrun.templating.variables import (
     MISSING_RENDERS_EMPTY,
     MissingValue,
     RowUndefined,
+    check_output_value,
     find_variables,
+    mapping_method_as_missing,
     missing_variable_path,
 )
 
@@ -113,6 +117,9 @@ def _capped_range(*args: int) -> range:
     return numbers
 
 
+_capped_range.__name__ = _capped_range.__qualname__ = "range"  # as templates know it, in messages
+
+
 def _deadline_checked(iterable: Any) -> Any:
     for item in iterable:
         _check_deadline()
@@ -131,6 +138,7 @@ class _NoFilesLoader(BaseLoader):
 
 
 def _finalize(value: Any) -> Any:
+    value = check_output_value(value)
     return "" if value is None else value  # JSON null renders empty, not "None"
 
 
@@ -161,9 +169,17 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
         return value
 
     def _guarded_filter(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        value_index = 0 if _PassArg.from_obj(fn) is None else 1  # after the context Jinja passes first
+
         @functools.wraps(fn)  # keeps jinja's pass_context / pass_eval_context marker
         def guarded(*args: Any, **kwargs: Any) -> Any:
             _check_deadline()
+            if len(args) > value_index:  # ``order.items | upper`` with no items key: a missing value
+                value = mapping_method_as_missing(args[value_index])
+                if value is not args[value_index]:
+                    args = (*args[:value_index], value, *args[value_index + 1 :])
+                elif callable(value) and not isinstance(value, jinja2.Undefined):
+                    check_output_value(value)
             try:
                 result = fn(*args, **kwargs)
             except TypeError as exc:  # wrong arguments: name the filter, not our Python function
@@ -173,7 +189,13 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
         return guarded
 
     @pass_eval_context
-    def _concat(self, eval_ctx: Any, values: list[Any]) -> str:
+    def _concat(self, eval_ctx: Any, values: list[Any]) -> Any:
+        """``a ~ b``: None joins as empty text; in lenient mode a missing part makes the result missing."""
+        values = ["" if value is None else check_output_value(value) for value in values]
+        if MISSING_RENDERS_EMPTY.get():
+            for value in values:
+                if isinstance(value, jinja2.Undefined):
+                    return value
         check_int_args("'~'", [sum(len(value) for value in values if isinstance(value, str))], self.max_output_chars)
         return markup_join(values) if eval_ctx.autoescape else str_join(values)
 
@@ -383,7 +405,13 @@ class CompiledTemplate:
         if isinstance(exc, MissingValue):
             undefined = exc.undefined
             path = missing_variable_path(undefined, row, self._variables)
-            message = undefined._undefined_hint or f"missing variable '{path}'"
+            if undefined._undefined_hint:
+                message = undefined._undefined_hint
+            elif path is None:  # a lookup on the template's own value: no column to name
+                message = (f"{where}: {short_repr(undefined._undefined_obj)} has no key or attribute "
+                           f"'{undefined._relative_path}'")
+            else:
+                message = f"missing variable '{path}'"
             return MissingVariableError(message, variable=path, file=self.name, line=line)
         if isinstance(exc, PressrunError):
             error_class = type(exc) if isinstance(exc, RowError) else ExpressionError

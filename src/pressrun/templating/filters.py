@@ -3,8 +3,10 @@
 Every filter here is also callable as a function (``{{ currency(total, 'EUR') }}``). This module is
 the one seam where Babel and segno exceptions become :class:`~pressrun.errors.ExpressionError`.
 
-Formatting filters pass missing values (``None`` and Jinja undefineds) through unchanged, so a
-missing value still fails in strict mode, renders empty in lenient mode, and ``default`` can catch it.
+Formatting and text filters (``upper``, ``lower``, ``title``, ``truncate``…) pass missing values
+(``None`` and Jinja undefineds) through unchanged, so a missing value still fails in strict mode,
+renders empty in lenient mode, and ``default`` can catch it. ``None`` (JSON null, an empty typed
+CSV cell) prints empty and ``default`` replaces it, like a missing value.
 Numbers are rounded half-up (the invoice convention), not half-even like Babel and Python.
 """
 
@@ -338,6 +340,19 @@ def _localized(formatter: Callable[..., str], locale_of: LocaleGetter) -> Callab
     return localized
 
 
+def _passing_missing(text_filter: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(text_filter)
+    def passing(value: Any, *args: Any, **kwargs: Any) -> Any:
+        return value if is_missing(value) else text_filter(value, *args, **kwargs)
+
+    return passing
+
+
+def default_value(value: Any, default: Any = "", boolean: bool = False) -> Any:
+    """Jinja's ``default``, which also replaces ``None``: a null cell is as good as a missing one."""
+    return default if value is None else do_default(value, default, boolean)
+
+
 def build_filters(locale_of: LocaleGetter) -> dict[str, Callable[..., Any]]:
     """Filters added to Jinja's built-ins; the same callables serve as global functions."""
     localized = {
@@ -352,8 +367,9 @@ def build_filters(locale_of: LocaleGetter) -> dict[str, Callable[..., Any]]:
         "round": round_number,
         "truncate": truncate_text,
         "qr": qr_data_url,
-        "upper": do_upper,
-        "lower": do_lower,
-        "title": do_title,
-        "default": do_default,
+        "upper": _passing_missing(do_upper),
+        "lower": _passing_missing(do_lower),
+        "title": _passing_missing(do_title),
+        "default": default_value,
+        "d": default_value,
     }

@@ -6,18 +6,28 @@ Paths use dots for keys and ``[]`` for any list index: ``{{ user.address.city }}
 not its prefixes. Loop variables, ``loop``, ``set``/``with`` locals, macro arguments, filters and
 global functions are not row variables and are never reported; a local bound to a plain lookup
 (``{% set u = user %}``) is followed, so ``{{ u.name }}`` reports ``user.name``.
+
+At render time this module also names the path of a missing value (:func:`missing_variable_path`)
+and keeps anything but data out of the output (:func:`check_output_value`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
+from decimal import Decimal
+from fractions import Fraction
+from types import GeneratorType, ModuleType
 from typing import Any
+from uuid import UUID
 
 import jinja2
 from jinja2 import nodes
 from jinja2.utils import missing
+
+from pressrun.errors import ExpressionError
 
 # Filters that return (some of) the same elements, so ``for x in items | sort`` still ranges over items[].
 _ELEMENT_PRESERVING_FILTERS = frozenset(
@@ -233,7 +243,10 @@ class RowUndefined(jinja2.Undefined):
 
     Jinja's undefined class is per environment but strictness is per render, so one class serves
     both modes: strict raises on any use except ``is defined`` and ``default``; lenient acts like
-    Jinja's ChainableUndefined (empty string, empty iterable, false).
+    Jinja's ChainableUndefined (empty string, empty iterable, false), and a missing operand makes
+    the whole operation missing: ``price * qty``, ``-qty`` and ``qty > 1`` with ``qty`` missing are
+    missing values themselves, so they print empty, pass through filters and count as false.
+    ``==`` and ``!=`` still compare (a missing value equals only another missing value).
     """
 
     __slots__ = ("_relative_path",)
@@ -251,13 +264,17 @@ class RowUndefined(jinja2.Undefined):
     def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> Any:
         raise MissingValue(self)
 
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _fail_with_undefined_error
-    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = _fail_with_undefined_error
-    __mod__ = __rmod__ = __pow__ = __rpow__ = __pos__ = __neg__ = _fail_with_undefined_error
-    __lt__ = __le__ = __gt__ = __ge__ = __int__ = __float__ = __complex__ = _fail_with_undefined_error
-
     def _lenient_or_fail(self, lenient_value: Any) -> Any:
         return lenient_value if MISSING_RENDERS_EMPTY.get() else self._fail_with_undefined_error()
+
+    def _missing_result(self, *args: Any, **kwargs: Any) -> Any:
+        return self._lenient_or_fail(self)
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _missing_result
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = _missing_result
+    __mod__ = __rmod__ = __pow__ = __rpow__ = __pos__ = __neg__ = _missing_result
+    __lt__ = __le__ = __gt__ = __ge__ = _missing_result
+    __int__ = __float__ = __complex__ = _fail_with_undefined_error  # must return a number, so they fail
 
     def __str__(self) -> str:
         return self._lenient_or_fail("")
@@ -301,7 +318,13 @@ class RowUndefined(jinja2.Undefined):
 
 
 def _find_in_row(row: Mapping[str, Any], target: Any) -> str | None:
-    """The one path at which ``target`` (by identity) sits in the row, or None if absent or ambiguous."""
+    """The one path at which ``target`` (by identity) sits in the row, or None if absent or ambiguous.
+
+    Only containers are looked up: Python shares small ints, short strings, True and None, so a
+    ``0`` from ``range(3)`` would otherwise be found at any column holding 0.
+    """
+    if not isinstance(target, Mapping | list) and not (isinstance(target, tuple) and target):
+        return None
     matches: list[str] = []
     pending: list[tuple[str, Any]] = [(str(key), value) for key, value in row.items()]
     for _ in range(MAX_ROW_NODES_SEARCHED):
@@ -317,24 +340,125 @@ def _find_in_row(row: Mapping[str, Any], target: Any) -> str | None:
     return matches[0] if len(matches) == 1 else None
 
 
-def _only_path_ending_with(relative: str, template_paths: Iterable[str]) -> str | None:
+def _value_at(row: Mapping[str, Any], path: str) -> Any:
+    """The row value at a dotted path without list indexes, or ``missing``."""
+    value: Any = row
+    for key in path.split("."):
+        if not isinstance(value, Mapping) or key not in value:
+            return missing
+        value = value[key]
+    return value
+
+
+def _only_path_ending_with(relative: str, parent: Any, row: Mapping[str, Any],
+                           template_paths: Iterable[str]) -> str | None:
     suffix = _LIST_INDEX.sub("[]", relative)
     suffix = suffix if suffix.startswith("[") else f".{suffix}"
     candidates = {path for path in template_paths if path.endswith(suffix)}
-    return candidates.pop() if len(candidates) == 1 else None
+    if len(candidates) != 1:
+        return None
+    candidate = candidates.pop()
+    parent_path = candidate[: -len(suffix)]
+    if "[" not in parent_path:  # when the parent is reachable, it must hold the value the lookup was on
+        value = _value_at(row, parent_path)
+        if value is missing or type(value) is not type(parent) or value != parent:
+            return None
+    return candidate
 
 
-def missing_variable_path(undefined: RowUndefined, row: Mapping[str, Any], template_paths: Iterable[str] = ()) -> str:
-    """The fullest path we can name for a missing value.
+def missing_variable_path(undefined: RowUndefined, row: Mapping[str, Any],
+                          template_paths: Iterable[str] = ()) -> str | None:
+    """The fullest row path we can name for a missing value, or None when it is not in the row.
 
     Lookups on a missing value chain, so the path below the last existing value is known exactly.
-    The path of that last value is found by identity in the row (exact, with list indexes), else
-    from the template's own variable paths when only one of them fits (``x.y.z`` when x is 1).
+    The path of that last value is found by identity in the row (exact, with list indexes; only for
+    containers), else from the template's own variable paths when only one of them fits and the row
+    holds that value there (``x.y.z`` when x is 1). A lookup on a template's own value (a loop
+    counter, a ``set`` local) has no row path: None, so no column is named that was not read.
     """
     relative = undefined._relative_path
-    if undefined._undefined_obj is missing:
+    parent_value = undefined._undefined_obj
+    if parent_value is missing:
         return relative
-    parent = _find_in_row(row, undefined._undefined_obj)
+    parent = _find_in_row(row, parent_value)
     if parent is None:
-        return _only_path_ending_with(relative, template_paths) or relative
+        return _only_path_ending_with(relative, parent_value, row, template_paths)
     return parent + relative if relative.startswith("[") else f"{parent}.{relative}"
+
+
+# --- runtime: only data is printed -----------------------------------------------------------------
+
+_DATA_TYPES = (str, int, float, complex, Decimal, Fraction, dt.date, dt.time, dt.timedelta, UUID)
+_CONTAINER_TYPES = (list, tuple, set, frozenset, Mapping)
+_ITERATOR_TYPES = (range, Iterator, GeneratorType)
+MAX_VALUES_CHECKED = 100_000
+
+
+def _not_a_value(value: Any) -> ExpressionError:
+    name = getattr(value, "__name__", None) or (getattr(value, "name", None) if callable(value) else None)
+    name = name if isinstance(name, str) else None
+    owner = getattr(value, "__self__", None)
+    if isinstance(value, type):
+        problem = f"{name!r} is a type, not a value"
+    elif isinstance(value, ModuleType):
+        problem = f"{name!r} is a module, not a value"
+    elif owner is not None and not isinstance(owner, ModuleType) and name:
+        problem = f"{name!r} is a method of {type(owner).__name__}, not a value; to call it, write {name}()"
+    elif callable(value) and name:
+        problem = f"{name!r} is a function, not a value; to call it, write {name}(…)"
+    elif isinstance(value, _ITERATOR_TYPES):
+        problem = (f"a {type(value).__name__} (from range() or a filter such as map or select) is not a value; "
+                   "add | list or | join(', ')")
+    else:
+        problem = f"a {type(value).__name__} is a template object, not a value"
+    return ExpressionError(f"{problem} (only row data, numbers, text and dates can be printed)",
+                           value=type(value).__name__)
+
+
+def _is_leaky(value: Any) -> bool:
+    """Callables, types, modules, iterators and objects whose text is Python's ``<… at 0x…>``."""
+    if callable(value) or isinstance(value, (type, ModuleType, *_ITERATOR_TYPES)):
+        return True
+    cls = type(value)
+    return cls.__str__ is object.__str__ and cls.__repr__ is object.__repr__ or cls.__module__.startswith("jinja2")
+
+
+def mapping_method_as_missing(value: Any) -> Any:
+    """``order.items`` on a row without an ``items`` key finds ``dict.items``: that is a missing key.
+
+    Returns a missing value for its path, or ``value`` unchanged for anything else.
+    """
+    owner = getattr(value, "__self__", None)
+    name = getattr(value, "__name__", None)
+    if isinstance(owner, Mapping) and isinstance(name, str) and callable(value) and name not in owner:
+        return RowUndefined(obj=owner, name=name)
+    return value
+
+
+def check_output_value(value: Any) -> Any:
+    """What ``{{ … }}`` prints: data only (text, numbers, dates, missing values and containers of them).
+
+    A dict method reached through a missing key becomes a missing value (missing_variable in strict
+    mode, empty in lenient mode); any other function, type, module, iterator or template object is
+    an ExpressionError instead of its Python repr, which would leak internals and addresses.
+    """
+    if value is None or isinstance(value, (*_DATA_TYPES, jinja2.Undefined)):
+        return value
+    value = mapping_method_as_missing(value)
+    if isinstance(value, jinja2.Undefined):
+        return value
+    pending = [value]
+    for _ in range(MAX_VALUES_CHECKED):
+        if not pending:
+            break
+        item = pending.pop()
+        if item is None or isinstance(item, (*_DATA_TYPES, jinja2.Undefined)):
+            continue
+        if isinstance(item, Mapping):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, _CONTAINER_TYPES):
+            pending.extend(item)
+        elif _is_leaky(item):
+            raise _not_a_value(item)
+    return value

@@ -146,7 +146,8 @@ def load_settings(
               help="Also write every output into this ZIP (inside OUT, no row takes its name).")
 @click.option("--merge-pdf", "merge_pdf_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also merge every PDF, in row order, into this file (PDF output: --format pdf or the "
-                   "template's format; inside OUT, no row takes its name). Removed if every row fails.")
+                   "template's format; inside OUT, no row takes its name). If every row fails, none is written "
+                   "and an old file there is removed.")
 @click.option("--locale", help="Locale for number/currency/date filters, e.g. de_DE.")
 @click.option("--strict/--no-strict", default=None,
               help="Fail rows that lack a variable the template uses (default) or render it empty.")

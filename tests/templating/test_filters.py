@@ -65,6 +65,17 @@ FILTERS = [
      "ADA LOVELACE|ada lovelace|Ada Lovelace"),
     ("{{ s | default('anon') }}", {}, "en_US", "anon"),
     ("{{ s | default('anon') }}", {"s": "Ada"}, "en_US", "Ada"),
+    ("{{ s | truncate(4, true) }}|{{ s | truncate(4, true, '.') }}", {"s": "hello world"}, "en_US", "hel…|hel."),
+    ("[{{ s | truncate(0) }}|{{ s | truncate(1) }}|{{ s | truncate(3, end='...') }}]", {"s": "hello"}, "en_US",
+     "[|h|hel]"),  # the end marker never makes the result longer than length
+    ("{{ d | date(\"d 'of' MMMM\") }}", {"d": "2024-03-05"}, "en_US", "5 of March"),
+    # big numbers: up to 30 digits before the decimal point
+    ("{{ x | currency }}", {"x": "1e26"}, "en_US", "$100,000,000,000,000,000,000,000,000.00"),
+    ("{{ x | number(2) }}", {"x": "1e26"}, "en_US", "100,000,000,000,000,000,000,000,000.00"),
+    ("{{ x | percent }}", {"x": "1e26"}, "en_US", "10,000,000,000,000,000,000,000,000,000%"),
+    ("{{ 10**27 | number }}", {}, "en_US", "1,000,000,000,000,000,000,000,000,000"),
+    ("{{ x | number(20) }}", {"x": "-1e29"}, "en_US", "-100,000,000,000,000,000,000,000,000,000." + "0" * 20),
+    ("{{ x | round(-20) }}", {"x": "1.5e29"}, "en_US", "150000000000000000000000000000"),
     # missing values pass through formatting filters to default
     ("{{ x | currency | default('n/a') }}", {}, "en_US", "n/a"),
     ("{{ x | currency }}", {"x": None}, "en_US", ""),
@@ -156,6 +167,25 @@ FILTER_ERRORS = [
     ("{{ x | qr }}", {"x": "x" * 8000}, "qr: '8000 characters' is too long for a QR code"),
     ("{{ x | qr(color='red') }}", {"x": "hi"}, "qr: got an unexpected keyword argument 'color'"),
     ("{{ x | currency('EUR', 1, 2) }}", {"x": 1}, "currency: takes from 1 to 2 positional arguments"),
+    ("{{ x | currency('ABC') }}", {"x": 1234.5},
+     "currency: 'ABC' is not a known currency code (ISO 4217, e.g. 'USD', 'EUR', 'GBP', 'JPY')"),
+    ("{{ x | currency }}", {"x": "1e30"},
+     "currency: '1e30' is too large: numbers of up to 30 digits before the decimal point are supported"),
+    ("{{ x | currency }}", {"x": 1e308}, "currency: 1e+308 is too large: numbers of up to 30 digits"),
+    ("{{ x | number }}", {"x": 10**40}, "number: 10000000000000000000000000000000000000000 is too large"),
+    ("{{ x | percent }}", {"x": "1e30"}, "percent: '1e30' is too large"),
+    ("{{ x | round(-20) }}", {"x": "1e130"}, "round: '1e130' is too large"),
+    ("{{ x | date('bogus') }}", {"x": "2024-03-05"}, "date: 'bogus' is not a date format: 'o' is not a CLDR pattern "
+                                                     "letter (short, medium, long, full or a CLDR pattern such as"),
+    ("{{ x | date('r') }}", {"x": "2024-03-05"}, "date: 'r' is not a date format: 'r' is not a CLDR pattern letter"),
+    ("{{ x | date(None) }}", {"x": "2024-03-05"}, "date: None is not a date format: the format must be text"),
+    ("{{ x | date(5) }}", {"x": "2024-03-05"}, "date: 5 is not a date format: the format must be text"),
+    ("{{ x | date('-') }}", {"x": "2024-03-05"}, "date: '-' is not a date format: has no date field"),
+    ("{{ x | date('HH:mm') }}", {"x": "2024-03-05"},
+     "date: 'HH:mm' has time fields (H, m): use the datetime filter for times"),
+    ("{{ x | datetime('bogus') }}", {"x": "2024-03-05"}, "datetime: 'bogus' is not a date format"),
+    ("{{ x | truncate(3, 5) }}", {"x": "hello"}, "truncate: 5 is not an end marker (text such as '…' or '...')"),
+    ("{{ x | truncate(3, '.', 'yes') }}", {"x": "hello"}, "truncate: 'yes' is not a killwords flag (true or false)"),
 ]
 
 

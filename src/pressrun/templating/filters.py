@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import decimal
 import functools
 import io
 import re
@@ -34,8 +35,9 @@ from pressrun.errors import ExpressionError, OutputTooLargeError, UsageError
 LocaleGetter = Callable[[], babel.Locale]
 
 MAX_FRACTION_DIGITS = 20
+MAX_INTEGER_DIGITS = 30  # digits before the decimal point that the number filters format
 MAX_NUMBER_TEXT_CHARS = 100
-_WIDE_DECIMAL_CONTEXT = Context(prec=120)
+_WIDE_DECIMAL_CONTEXT = Context(prec=MAX_INTEGER_DIGITS + MAX_FRACTION_DIGITS + 20)  # exact for the supported range
 _ROUNDING_BY_METHOD = {"common": ROUND_HALF_UP, "ceil": ROUND_CEILING, "floor": ROUND_FLOOR}
 _CURRENCY_CODE = re.compile(r"[A-Za-z]{3}")
 _PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
@@ -77,14 +79,16 @@ def to_decimal(value: Any, filter_name: str) -> Decimal:
             number = None
     if number is None or not number.is_finite():
         raise _fail(filter_name, value, "is not a number")
+    if number and number.adjusted() >= MAX_INTEGER_DIGITS:
+        raise _fail(filter_name, value, f"is too large: numbers of up to {MAX_INTEGER_DIGITS} digits before "
+                                        "the decimal point are supported")
     return number
 
 
 def _round_half_up(number: Decimal, fraction_digits: int, rounding: str = ROUND_HALF_UP) -> Decimal:
-    try:
-        return number.quantize(Decimal(1).scaleb(-fraction_digits), rounding, _WIDE_DECIMAL_CONTEXT)
-    except InvalidOperation as exc:
-        raise ExpressionError(f"number {short_repr(number)} is too large to format") from exc
+    # to_decimal bounds the number, so this cannot run out of precision.
+    return number.quantize(Decimal(1).scaleb(-fraction_digits, _WIDE_DECIMAL_CONTEXT), rounding,
+                           _WIDE_DECIMAL_CONTEXT)
 
 
 def _fraction_digits(filter_name: str, decimals: Any) -> int:
@@ -124,7 +128,8 @@ def _format_amount(amount: Decimal, kind: str, locale: babel.Locale,
                    fraction_digits: tuple[int, int] | None = None, currency_code: str | None = None) -> str:
     pattern = _PATTERN_OF_KIND[kind](locale)
     digits = fraction_digits or pattern.frac_prec
-    rounded = _round_half_up(amount.scaleb(pattern.scale), digits[1]).scaleb(-pattern.scale)
+    scaled = amount.scaleb(pattern.scale, _WIDE_DECIMAL_CONTEXT)
+    rounded = _round_half_up(scaled, digits[1]).scaleb(-pattern.scale, _WIDE_DECIMAL_CONTEXT)
     return _apply_pattern(abs(rounded) if not rounded else rounded, kind, digits, currency_code, locale)
 
 
@@ -135,13 +140,21 @@ def _apply_pattern(rounded: Decimal, kind: str, fraction_digits: tuple[int, int]
     # passed unsigned, so -0.001 renders "$0.00" and cannot share a cache entry with "-$0.00".
     pattern = copy.copy(_PATTERN_OF_KIND[kind](locale))
     pattern.frac_prec = fraction_digits
-    return pattern.apply(rounded, locale, currency=currency_code)
+    with decimal.localcontext(_WIDE_DECIMAL_CONTEXT):  # Babel computes in the current context (28 digits)
+        return pattern.apply(rounded, locale, currency=currency_code)
+
+
+@functools.cache
+def _known_currencies() -> frozenset[str]:
+    return frozenset(babel.numbers.list_currencies())
 
 
 def format_currency(value: Any, code: str = "USD", *, locale: babel.Locale) -> str:
     amount = to_decimal(value, "currency")
     if not isinstance(code, str) or not _CURRENCY_CODE.fullmatch(code):
         raise _fail("currency", code, "is not a currency code (ISO 4217, e.g. 'USD', 'EUR')")
+    if code.upper() not in _known_currencies():
+        raise _fail("currency", code, "is not a known currency code (ISO 4217, e.g. 'USD', 'EUR', 'GBP', 'JPY')")
     code = code.upper()
     digits = babel.numbers.get_currency_precision(code)
     return _format_amount(amount, "currency", locale, (digits, digits), code)
@@ -194,12 +207,37 @@ def _parse_iso(value: Any, filter_name: str) -> dt.date:
     raise _fail(filter_name, value, "is not a date (expected ISO 8601, e.g. '2024-03-05' or '2024-03-05T14:30:00')")
 
 
+_DATE_STYLES = ("short", "medium", "long", "full")
+_TIME_FIELDS = frozenset("aAbBhHkKmsSvVxXzZO")
+_QUOTED = re.compile(r"'[^']*'?")
+_FORMAT_HELP = "short, medium, long, full or a CLDR pattern such as 'd MMMM yyyy'"
+
+
+def _check_date_pattern(filter_name: str, pattern: Any) -> str:
+    """A named style or a CLDR pattern made of letters Babel knows; ``date`` takes no time fields."""
+    if not isinstance(pattern, str):
+        raise _fail(filter_name, pattern, f"is not a date format: the format must be text ({_FORMAT_HELP})")
+    if pattern in _DATE_STYLES:
+        return pattern
+    letters = {char for char in _QUOTED.sub("", pattern) if char.isascii() and char.isalpha()}
+    unknown = sorted(letters - set(babel.dates.PATTERN_CHARS))
+    if not letters or unknown:
+        problem = f"{', '.join(map(repr, unknown))} is not a CLDR pattern letter" if unknown else "has no date field"
+        raise _fail(filter_name, pattern, f"is not a date format: {problem} ({_FORMAT_HELP}; quote literal "
+                                          "text: \"d 'of' MMMM\")")
+    times = sorted(letters & _TIME_FIELDS)
+    if filter_name == "date" and times:
+        raise _fail(filter_name, pattern, f"has time fields ({', '.join(times)}): use the datetime filter for times")
+    return pattern
+
+
 def _babel_format(filter_name: str, formatter: Callable[..., str], value: Any, pattern: Any,
                   locale: babel.Locale) -> str:
+    pattern = _check_date_pattern(filter_name, pattern)
     try:
-        return formatter(value, format=str(pattern), locale=locale)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise _fail(filter_name, pattern, f"is not a date format (short, medium, long, full or a CLDR pattern): {exc}") from exc
+        return formatter(value, format=pattern, locale=locale)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise _fail(filter_name, pattern, f"is not a date format ({_FORMAT_HELP})") from exc
 
 
 def format_date(value: Any, format: str = "medium", *, locale: babel.Locale) -> str:
@@ -218,16 +256,29 @@ def format_datetime(value: Any, format: str = "medium", *, locale: babel.Locale)
 # --- text and QR ------------------------------------------------------------------------------
 
 
-def truncate_text(value: Any, length: int = 255, end: str = "…", killwords: bool = False) -> Any:
-    """Shorten to at most ``length`` characters including ``end``, at a word boundary by default."""
+def truncate_text(value: Any, length: int = 255, end: Any = "…", killwords: Any = False) -> Any:
+    """Shorten to at most ``length`` characters including ``end``, at a word boundary by default.
+
+    ``truncate(0)`` is empty; when ``end`` does not fit in ``length`` the text is cut without it.
+    Jinja's argument order (``truncate(10, true)``: the second argument is ``killwords``, the third
+    ``end``) is accepted when the second argument is true or false.
+    """
     if is_missing(value):
         return value
     if isinstance(length, bool) or not isinstance(length, int) or length < 0:
         raise _fail("truncate", length, "is not a length (a whole number >= 0)")
-    text, end = str(value), str(end)
+    if isinstance(end, bool):  # Jinja's order: truncate(length, killwords, end)
+        end, killwords = ("…" if isinstance(killwords, bool) else killwords), end
+    if not isinstance(end, str):
+        raise _fail("truncate", end, "is not an end marker (text such as '…' or '...')")
+    if not isinstance(killwords, bool):
+        raise _fail("truncate", killwords, "is not a killwords flag (true or false)")
+    text = str(value)
     if len(text) <= length:
         return text
-    keep_chars = max(length - len(end), 0)
+    if len(end) >= length:
+        return text[:length]
+    keep_chars = length - len(end)
     kept = text[:keep_chars]
     if not killwords and text[keep_chars : keep_chars + 1] != " " and " " in kept:
         kept = kept.rsplit(" ", 1)[0]

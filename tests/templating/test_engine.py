@@ -222,13 +222,22 @@ EXPRESSION_ERRORS = [
     ("{{ user.keys() }}", "template.html line 1: 'int' object is not callable"),  # the key wins
     ("a\n{% macro m(x) %}\n{{ x / 0 }}\n{% endmacro %}\n{{ m(1) }}", "template.html line 3: division by zero"),
     ("{{ 10 ** 5000 }}", "template.html line 1: Exceeds the limit (4300 digits) for integer string conversion"),
+    ("{{ '{x}'.format_map(user) }}",
+     "template.html line 1: format_map: the format string '{x}' has a field {x} but no value named 'x' was given"),
+    ("{{ '{}{}'.format(1) }}", "template.html line 1: format: the format string '{}{}' has more {} fields than the 1 "
+                               "values given"),
+    ("{{ price * 0.9 }}", "template.html line 1: '*': '12.50' is text, not a number, so it cannot be used with 0.9 "
+                          "(can't multiply sequence by non-int of type 'float'); declare the column's type in "
+                          "pressrun.toml [columns] (e.g. price = \"number\") or convert it in the template with | float"),
+    ("{{ price - 1 }}", "template.html line 1: '-': '12.50' is text, not a number"),
+    ("{{ price / 2 }}", "template.html line 1: '/': '12.50' is text, not a number"),
 ]
 
 
 @pytest.mark.parametrize(("template", "message"), EXPRESSION_ERRORS)
 def test_expression_error(template: str, message: str) -> None:
     with pytest.raises(ExpressionError) as caught:
-        Engine().compile(template).render({"n": 1, "user": {"keys": 2}})
+        Engine().compile(template).render({"n": 1, "user": {"keys": 2}, "price": "12.50"})
     assert caught.value.message.startswith(message)
     assert isinstance(caught.value.__cause__, Exception)
 

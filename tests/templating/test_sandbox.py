@@ -17,7 +17,7 @@ from pressrun.errors import (
 from pressrun.templating import Engine
 from pressrun.templating import engine as engine_module
 
-ROW = {"x": 1, "name": "Ada", "items": [1, 2], "user": {"name": "Ada"}}
+ROW = {"x": 1, "name": "Ada", "items": [1, 2], "user": {"name": "Ada"}, "big": "x" * 100_000, "lines": "a\n" * 100_000}
 
 VIOLATIONS = [
     # (template, message after "template.html line 1: ")
@@ -80,6 +80,25 @@ SIZE_LIMITS = [
     ("{{ '{:>{}}'.format('x', 999999999) }}", OutputTooLargeError, "format would be 999999999 characters"),
     ("{{ 'abc' | replace('', 'x' * 4000000) }}", OutputTooLargeError, "replace would be 16000003 characters"),
     ("{{ 'abc'.replace('', 'x' * 4000000) }}", OutputTooLargeError, "replace would be 16000003 characters"),
+    # checked before the allocation, with the size the result would have
+    ("{{ ('{a}' * 300).format(a=big) }}", OutputTooLargeError, "format would be 30000900 characters"),
+    ("{{ ('{a}' * 300).format_map({'a': big}) }}", OutputTooLargeError, "format_map would be 30000900 characters"),
+    ("{{ ('%s' * 300) % big }}", OutputTooLargeError, "'%' would be 30000600 characters"),
+    ("{{ ('%(a)s' * 300) % {'a': big} }}", OutputTooLargeError, "'%' would be 30001500 characters"),
+    ("{{ ('%s' * 300) | format(*([big] * 300)) }}", OutputTooLargeError, "format would be 30000600 characters"),
+    ("{{ big.ljust(10**7) }}", OutputTooLargeError, "ljust would be 10000000 characters"),
+    ("{{ big.rjust(10**7) }}", OutputTooLargeError, "rjust would be 10000000 characters"),
+    ("{{ ('\t' * 1000).expandtabs(10000) }}", OutputTooLargeError, "expandtabs would be 10001000 characters"),
+    ("{{ ','.join([big] * 60) }}", OutputTooLargeError, "join would be 6000059 characters"),
+    ("{{ big.join(['a'] * 60) }}", OutputTooLargeError, "join would be 5900060 characters"),
+    ("{{ big.translate({120: big}) }}", OutputTooLargeError, "translate would be 10000000000 characters"),
+    ("{{ lines | indent(100) }}", OutputTooLargeError, "indent would be 10200100 characters"),
+    ("{{ lines | indent('x' * 100) }}", OutputTooLargeError, "indent would be 10200100 characters"),
+    ("{{ big | wordwrap(1, true, big) }}", OutputTooLargeError, "wordwrap would be 10000200000 characters"),
+    # bytes are size-checked like text
+    ("{{ 'x'.encode() * 10**9 }}", OutputTooLargeError, "'*' would be 1000000000 characters"),
+    ("{{ 'x'.encode().center(10**9) }}", OutputTooLargeError, "center would be 1000000000 characters"),
+    ("{{ big.encode().join([big.encode()] * 100) }}", OutputTooLargeError, "join would be 19900000 characters"),
 ]
 
 

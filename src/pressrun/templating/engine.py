@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
@@ -75,6 +76,7 @@ MAX_RANGE_ITEMS = 100_000
 MAX_INT_BITS = 1_000_000
 _PYTHON_FUNCTION_NAME = re.compile(r"^[\w.]+\(\) ")
 _PADDING_STR_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})  # 'x'.zfill(10**9)
+_NUMBER_TEXT = re.compile(r"\s*[-+]?(\d[\d,]*\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 FUNCTION_NAMES = ("currency", "number", "percent", "date", "datetime", "truncate",
                   "upper", "lower", "title", "round", "default", "qr")
 
@@ -145,7 +147,7 @@ def _finalize(value: Any) -> Any:
 class PressrunSandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox (rows cannot be modified in place) with budgets and our error types."""
 
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    intercepted_binops = frozenset({"*", "**", "+", "-", "/", "//", "%"})
 
     def __init__(self, *, max_output_chars: int, default_locale: babel.Locale) -> None:
         super().__init__(autoescape=True, undefined=RowUndefined, finalize=_finalize, loader=_NoFilesLoader())
@@ -164,7 +166,7 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
         self.functions = {name: self.filters[name] for name in FUNCTION_NAMES}
 
     def check_size(self, value: Any, what: str) -> Any:
-        if isinstance(value, str | list | tuple | dict) and len(value) > self.max_output_chars:
+        if isinstance(value, str | bytes | bytearray | list | tuple | dict) and len(value) > self.max_output_chars:
             raise output_too_large(what, len(value), self.max_output_chars)
         return value
 
@@ -224,13 +226,23 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
             self._check_repetition(left, right)
         elif operator == "**":
             _check_power(left, right)
-        elif operator == "%" and isinstance(left, str):
-            check_printf_widths(left, self.max_output_chars)
-        return self.check_size(self.binop_table[operator](left, right), f"'{operator}'")
+        elif operator == "%" and isinstance(left, str | bytes):
+            check_printf_widths(str(left), self.max_output_chars)
+            arguments = right.values() if isinstance(right, Mapping) else right if isinstance(right, tuple) else [right]
+            check_fields_size("'%'", left, left.count("%" if isinstance(left, str) else b"%"), arguments,
+                              self.max_output_chars)
+        try:
+            result = self.binop_table[operator](left, right)
+        except TypeError as exc:
+            clearer = _text_is_not_a_number(operator, left, right, exc)
+            if clearer is None:
+                raise
+            raise clearer from exc
+        return self.check_size(result, f"'{operator}'")
 
     def _check_repetition(self, left: Any, right: Any) -> None:
         for sequence, count in ((left, right), (right, left)):
-            if isinstance(sequence, str | list | tuple) and isinstance(count, int):
+            if isinstance(sequence, str | bytes | bytearray | list | tuple) and isinstance(count, int):
                 check_int_args("'*'", [len(sequence) * count], self.max_output_chars)
         if _is_int(left) and _is_int(right) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
             raise ExpressionError("'*': the result is too large a number")
@@ -250,26 +262,71 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
         return __self.check_size(__context.call(__obj, *args, **kwargs), str(name))
 
     def _check_method_arguments(self, method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Sizes of text and bytes results, before the method allocates them."""
         owner = getattr(method, "__self__", None)
-        if not isinstance(owner, str):
+        if not isinstance(owner, str | bytes | bytearray):
             return
-        if method.__name__ in _PADDING_STR_METHODS:
-            check_int_args(method.__name__, [*args, *kwargs.values()], self.max_output_chars)
-        elif method.__name__ == "replace" and len(args) >= 2:
-            check_replace_size(owner, args[0], args[1], self.max_output_chars)
+        name, max_chars = method.__name__, self.max_output_chars
+        values = [*args, *kwargs.values()]
+        if name in _PADDING_STR_METHODS:
+            check_int_args(name, values, max_chars)
+        if name == "expandtabs" and values and _is_int(values[0]):
+            tabs = owner.count("\t" if isinstance(owner, str) else b"\t")
+            check_int_args(name, [len(owner) + tabs * values[0]], max_chars)
+        elif name == "replace" and len(args) >= 2:
+            check_replace_size(owner, args[0], args[1], max_chars)
+        elif name == "join" and values and isinstance(values[0], list | tuple):
+            parts = values[0]
+            check_int_args(name, [len(owner) * max(len(parts) - 1, 0) + sum(_text_size(part) for part in parts)],
+                           max_chars)
+        elif name == "translate" and values and isinstance(values[0], Mapping):
+            longest = max((_text_size(new) for new in values[0].values()), default=0)
+            check_int_args(name, [len(owner) * max(longest, 1)], max_chars)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         wrapper = super().wrap_str_format(value)
         if wrapper is None:
             return None
-        template = value.__self__
+        template, method_name = value.__self__, value.__name__
 
-        def checked(*args: Any, **kwargs: Any) -> str:
-            mapped = args[0].values() if args and isinstance(args[0], Mapping) else ()
-            check_format_widths(template, [*args, *kwargs.values(), *mapped], self.max_output_chars)
-            return wrapper(*args, **kwargs)
+        def format_checked(*args: Any, **kwargs: Any) -> str:
+            mapped = list(args[0].values()) if args and isinstance(args[0], Mapping) else []
+            arguments = mapped if method_name == "format_map" else [*args, *kwargs.values(), *mapped]
+            check_format_widths(template, arguments, self.max_output_chars)
+            check_fields_size(method_name, template, template.count("{"), arguments, self.max_output_chars)
+            try:
+                return wrapper(*args, **kwargs)
+            except KeyError as exc:
+                raise ExpressionError(f"{method_name}: the format string {short_repr(template)} has a field "
+                                      f"{{{exc.args[0]}}} but no value named {exc.args[0]!r} was given",
+                                      value=short_repr(template)) from exc
+            except IndexError as exc:
+                raise ExpressionError(f"{method_name}: the format string {short_repr(template)} has more "
+                                      f"{{}} fields than the {len(args)} values given", value=short_repr(template)) from exc
 
-        return checked
+        format_checked.__name__ = format_checked.__qualname__ = method_name  # as templates know it, in messages
+        return format_checked
+
+
+def _text_size(value: Any) -> int:
+    return len(value) if isinstance(value, str | bytes | bytearray) else len(str(value))
+
+
+def check_fields_size(what: str, template: Any, fields: int, arguments: Any, max_chars: int) -> None:
+    """``('{a}' * 300).format(a=long_text)``: each field may print the longest argument."""
+    longest = max((_text_size(argument) for argument in arguments), default=0)
+    check_int_args(what, [len(template) + fields * longest], max_chars)
+
+
+def _text_is_not_a_number(operator: str, left: Any, right: Any, exc: TypeError) -> ExpressionError | None:
+    """``price * 0.9`` with price the text '12.50' (an untyped CSV column): say so and how to fix it."""
+    for text, other in ((left, right), (right, left)):
+        if isinstance(text, str) and _is_number(other) and _NUMBER_TEXT.fullmatch(text):
+            return ExpressionError(
+                f"'{operator}': {short_repr(text)} is text, not a number, so it cannot be used with {other!r} "
+                f"({exc}); declare the column's type in pressrun.toml [columns] (e.g. price = \"number\") "
+                "or convert it in the template with | float", value=short_repr(text))
+    return None
 
 
 def _is_int(value: Any) -> bool:
@@ -282,7 +339,7 @@ def _check_power(base: Any, exponent: Any) -> None:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
 
 
 def _check_strict(strict: Any) -> None:

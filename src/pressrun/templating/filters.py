@@ -359,11 +359,28 @@ def _limit_int_args(builtin: Callable[..., Any], max_chars: int) -> Callable[...
 
 def limit_builtin_filters(builtins: Mapping[str, Callable[..., Any]], max_chars: int) -> dict[str, Callable[..., Any]]:
     """Jinja's filters whose arguments size their output (``'x' | center(10**9)``), capped."""
-    limited = {name: _limit_int_args(builtins[name], max_chars) for name in ("center", "indent", "batch", "slice")}
-    original_format = builtins["format"]
+    limited = {name: _limit_int_args(builtins[name], max_chars) for name in ("center", "batch", "slice")}
+    original_format, original_indent, original_wordwrap = builtins["format"], builtins["indent"], builtins["wordwrap"]
+
+    @functools.wraps(original_indent)
+    def indent(text: Any, width: Any = 4, *args: Any, **kwargs: Any) -> Any:
+        check_int_args("indent", [width], max_chars)
+        prefix_chars = width if isinstance(width, int) else len(str(width))
+        check_int_args("indent", [len(str(text)) + (str(text).count("\n") + 1) * prefix_chars], max_chars)
+        return original_indent(text, width, *args, **kwargs)
+
+    @functools.wraps(original_wordwrap)
+    def wordwrap(environment: Any, text: Any, width: Any = 79, break_long_words: bool = True,
+                 wrapstring: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(wrapstring, str) and isinstance(width, int) and width > 0:
+            breaks = len(str(text)) // width + 1
+            check_int_args("wordwrap", [len(str(text)) + breaks * len(wrapstring)], max_chars)
+        return original_wordwrap(environment, text, width, break_long_words, wrapstring, *args, **kwargs)
 
     def format_(value: Any, *args: Any, **kwargs: Any) -> str:
         check_printf_widths(str(value), max_chars)
+        longest = max((len(str(argument)) for argument in [*args, *kwargs.values()]), default=0)
+        check_int_args("format", [len(str(value)) + str(value).count("%") * longest], max_chars)
         return original_format(value, *args, **kwargs)
 
     @pass_eval_context
@@ -371,7 +388,7 @@ def limit_builtin_filters(builtins: Mapping[str, Callable[..., Any]], max_chars:
         check_replace_size(text, old, new, max_chars)
         return do_replace(eval_ctx, text, old, new, count)
 
-    return {**limited, "format": format_, "replace": replace}
+    return {**limited, "format": format_, "replace": replace, "indent": indent, "wordwrap": wordwrap}
 
 
 # --- registration -----------------------------------------------------------------------------

@@ -29,8 +29,9 @@ from pressrun.models import RenderOptions, RenderResult
 from pressrun.naming import OutputNamer
 from pressrun.rendering import ChromiumRenderer
 from pressrun.settings import Settings
-from pressrun.templating import CompiledTemplate, Engine
+from pressrun.templating import Engine
 from pressrun.templating.bundle import TemplateBundle, build_document
+from pressrun.templating.isolation import EngineConfig, IsolatedEngine, IsolatedTemplate
 
 ERRORS_FILE = "errors.jsonl"
 log = logging.getLogger(__name__)
@@ -67,26 +68,42 @@ ProgressCallback = Callable[[RunReport], None]
 
 @dataclass(frozen=True)
 class Prepared:
-    """Everything checked before the browser starts: template compiles, data is readable."""
+    """Everything checked before the browser starts: template compiles, data is readable. Rows
+    render in ``engine``'s child processes (see pressrun.templating.isolation); run_batch closes it."""
 
-    template: CompiledTemplate
-    filename_template: CompiledTemplate | None
+    template: IsolatedTemplate
+    filename_template: IsolatedTemplate | None
     total: int
+    engine: IsolatedEngine
 
 
 def prepare(spec: RunSpec, settings: Settings) -> Prepared:
     """Compile the template and validate/count the data. Raises TemplateError / DataError (exit 2)."""
-    engine = make_engine(settings)
-    template = engine.compile(spec.bundle.source, name=spec.bundle.source_name)
-    filename_template = None
-    if spec.filename_pattern:
-        filename_template = engine.compile(spec.filename_pattern, name="--filename")
-    return Prepared(template, filename_template, spec.rows.count())
+    engine = make_isolated_engine(settings)
+    try:
+        template = engine.compile(spec.bundle.source, name=spec.bundle.source_name)
+        filename_template = None
+        if spec.filename_pattern:
+            filename_template = engine.compile(spec.filename_pattern, name="--filename")
+        total = spec.rows.count()
+    except BaseException:
+        engine.close()
+        raise
+    engine.warm()  # the template processes start while Chromium does
+    return Prepared(template, filename_template, total, engine)
 
 
 def make_engine(settings: Settings) -> Engine:
+    """An in-process engine, for one-off renders of a template author's own work (preview)."""
     t = settings.templating
     return Engine(locale=t.locale, strict=t.strict, timeout_s=t.timeout_s, max_output_chars=t.max_output_chars)
+
+
+def make_isolated_engine(settings: Settings) -> IsolatedEngine:
+    """An engine whose templates render in child processes under hard time and memory limits."""
+    t = settings.templating
+    config = EngineConfig(locale=t.locale, strict=t.strict, timeout_s=t.timeout_s, max_output_chars=t.max_output_chars)
+    return IsolatedEngine(config, processes=t.processes, memory_mb=t.memory_mb)
 
 
 async def run_batch(
@@ -133,7 +150,7 @@ async def run_batch(
                     rendered = None
                     if prepared.filename_template is not None:
                         # The engine HTML-escapes its output ('&' -> '&amp;'); a file name is the row's own text.
-                        rendered = unescape(prepared.filename_template.render(row.values))
+                        rendered = unescape(await asyncio.to_thread(prepared.filename_template.render, row.values))
                     name = namer.assign(rendered, row.number)
                 except RowError as exc:
                     name_error = exc
@@ -148,7 +165,7 @@ async def run_batch(
                 if row.error is not None or early_error is not None:
                     raise row.error or early_error  # type: ignore[misc]
                 assert name is not None
-                html = prepared.template.render(row.values)
+                html = await asyncio.to_thread(prepared.template.render, row.values)
                 document = build_document(html, stylesheet=spec.bundle.has_stylesheet)
                 result = await renderer.render(document, spec.options, asset_root=spec.bundle.asset_root)
                 check_not_empty(result)
@@ -171,6 +188,7 @@ async def run_batch(
             tasks = [asyncio.create_task(work(renderer)) for _ in range(workers)]
             await asyncio.gather(produce(), *tasks)
     finally:
+        prepared.engine.close()
         if errors_file is not None:
             errors_file.close()
     if report.errors_path is not None:

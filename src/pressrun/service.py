@@ -21,7 +21,7 @@ from pressrun.jobs.dispatcher import Dispatcher, TemplateCache
 from pressrun.rendering import ChromiumRenderer
 from pressrun.settings import PlanSettings, Settings
 from pressrun.storage import LocalStorage, UrlSigner, load_or_create_secret
-from pressrun.templating import Engine as TemplateEngine
+from pressrun.templating.isolation import EngineConfig, IsolatedEngine
 from pressrun.webhooks.sender import WebhookSender
 from pressrun.webhooks.store import EventRecorder
 
@@ -36,8 +36,11 @@ class Service:
         self.storage = LocalStorage(settings.data_dir / "files")
         self.signer = UrlSigner(load_or_create_secret(settings.data_dir / "secret.key"))
         t = settings.templating
-        self.template_engine = TemplateEngine(
-            locale=t.locale, strict=t.strict, timeout_s=t.timeout_s, max_output_chars=t.max_output_chars
+        # Templates are untrusted: rows render in child processes with hard time and memory limits.
+        self.template_engine = IsolatedEngine(
+            EngineConfig(locale=t.locale, strict=t.strict, timeout_s=t.timeout_s, max_output_chars=t.max_output_chars),
+            processes=t.processes,
+            memory_mb=t.memory_mb,
         )
         self.templates = TemplateCache(self.db, self.template_engine, self.storage)
         self.renderer = ChromiumRenderer(settings.render)
@@ -98,6 +101,7 @@ class Service:
         await cancel_and_wait(self._tasks)
         self._tasks.clear()
         await self.renderer.close()
+        self.template_engine.close()
         self.browser_ready = False
 
     async def _sweep_forever(self) -> None:

@@ -86,6 +86,16 @@ class TemplatingSettings(BaseModel):
     max_output_chars: int = Field(
         5_000_000, ge=1000, description="Largest HTML one row's template may produce."
     )
+    processes: int = Field(
+        default_factory=lambda: min(os.cpu_count() or 1, 2),
+        ge=1,
+        le=32,
+        description="Child processes that render templates (default: CPU count, at most 2). A template "
+        "that crashes or runs away takes down only its child, which is replaced.",
+    )
+    memory_mb: int = Field(
+        1024, ge=128, description="Address-space cap of each template process, in MB; a row needing more fails."
+    )
 
 
 class PlanSettings(BaseModel):

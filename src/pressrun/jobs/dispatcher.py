@@ -31,9 +31,9 @@ from pressrun.errors import BrowserUnavailableError, PressrunError, RowError
 from pressrun.models import OutputFormat, PdfOptions, RenderOptions
 from pressrun.rendering import ChromiumRenderer
 from pressrun.storage import LocalStorage
-from pressrun.templating import CompiledTemplate
-from pressrun.templating import Engine as TemplateEngine
 from pressrun.templating.bundle import build_document
+from pressrun.templating.isolation import IsolatedEngine as TemplateEngine
+from pressrun.templating.isolation import IsolatedTemplate as CompiledTemplate
 
 log = logging.getLogger(__name__)
 

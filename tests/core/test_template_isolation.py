@@ -1,0 +1,118 @@
+"""Templates render in child processes: a template that crashes the interpreter, runs away inside one
+C call, or asks for gigabytes fails its own row, and the process that runs the batch stays up."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from pressrun.errors import (
+    MissingVariableError,
+    OutputTooLargeError,
+    TemplateCrashError,
+    TemplateTimeoutError,
+)
+from pressrun.templating.isolation import EngineConfig, IsolatedEngine
+
+# Hashing a value nested 200,000 deep recurses in C past the stack: the interpreter segfaults.
+CRASH = (
+    "{% set ns = namespace(a=0) %}{% for i in range(50000) %}{% set ns.a = ((((ns.a,),),),) %}{% endfor %}"
+    "{{ ns.a in {} }}"
+)
+# One C-level call that runs for many seconds: the engine's own budget is never consulted.
+RUNAWAY = "{{ ([[0]] * 100000) | sum(start=[]) }}"
+# Grows by gigabytes inside one C call (str.translate) before any size check can look.
+GREEDY = "{{ ('a' * 4999999).translate({97: 'x' * 4999999}) }}"
+GOOD = "<p>{{ name | upper }}</p>"
+
+
+@pytest.fixture
+def engine():
+    with IsolatedEngine(EngineConfig(timeout_s=0.5), processes=1, memory_mb=512) as engine:
+        yield engine
+
+
+def test_rows_render_in_a_child_process(engine):
+    template = engine.compile(GOOD)
+    assert template.render({"name": "ann"}) == "<p>ANN</p>"
+    [child] = [c for c in psutil.Process().children() if "pressrun.templating.isolation" in " ".join(c.cmdline())]
+    assert child.pid != os.getpid()
+
+
+def test_a_template_that_crashes_the_interpreter_fails_its_row_and_the_next_row_renders(engine):
+    with pytest.raises(TemplateCrashError, match="SIGSEGV") as caught:
+        engine.compile(CRASH).render({})
+    assert caught.value.code == "template_crashed"
+    assert engine.compile(GOOD).render({"name": "bob"}) == "<p>BOB</p>"
+
+
+def test_a_runaway_c_call_is_stopped_at_the_time_limit(engine):
+    started = time.monotonic()
+    with pytest.raises(TemplateTimeoutError, match="0.5 s time limit"):
+        engine.compile(RUNAWAY).render({})
+    assert time.monotonic() - started < 5  # 0.5 s budget + 1 s grace; in-process it ran ~15 s
+    assert engine.compile(GOOD).render({"name": "cy"}) == "<p>CY</p>"
+
+
+def test_a_greedy_template_runs_out_of_its_own_memory_not_the_parents():
+    with IsolatedEngine(EngineConfig(timeout_s=10), processes=1, memory_mb=256) as engine:
+        before = psutil.Process().memory_info().rss
+        with pytest.raises(OutputTooLargeError, match="out of memory"):
+            engine.compile(GREEDY).render({})
+        assert psutil.Process().memory_info().rss - before < 100 * 1024 * 1024
+        assert engine.compile(GOOD).render({"name": "di"}) == "<p>DI</p>"
+
+
+def test_row_errors_come_back_as_the_same_errors_with_their_details(engine):
+    with pytest.raises(MissingVariableError) as caught:
+        engine.compile("{{ user.city }}").render({"user": {}})
+    assert caught.value.details.get("variable") == "user.city"
+    assert "user.city" in caught.value.message
+
+
+def test_renders_from_many_threads_share_the_children():
+    import concurrent.futures
+
+    with IsolatedEngine(EngineConfig(), processes=2, memory_mb=512) as engine:
+        template = engine.compile("{{ n * 2 }}")
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda n: template.render({"n": n}), range(200)))
+        assert results == [str(n * 2) for n in range(200)]
+        children = [c for c in psutil.Process().children() if "pressrun.templating.isolation" in " ".join(c.cmdline())]
+        assert 1 <= len(children) <= 2
+
+
+def test_children_end_when_the_engine_is_closed_or_the_parent_dies(tmp_path):
+    script = textwrap.dedent(
+        """
+        import json, os, sys, psutil
+        from pressrun.templating.isolation import EngineConfig, IsolatedEngine
+        engine = IsolatedEngine(EngineConfig(), processes=2, memory_mb=512)
+        engine.compile("x").render({})
+        engine.warm()
+        kids = [c.pid for c in psutil.Process().children() if "isolation" in " ".join(c.cmdline())]
+        print(json.dumps(kids), flush=True)
+        os._exit(0)  # no clean-up at all: the children must notice on their own
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    kids = json.loads(out.stdout)
+    assert len(kids) == 2
+    deadline = time.monotonic() + 10
+    while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in kids):
+        assert time.monotonic() < deadline, "template processes outlived their parent"
+        time.sleep(0.05)
+
+    engine = IsolatedEngine(EngineConfig(), processes=2, memory_mb=512)
+    engine.warm()
+    pids = [c.pid for c in psutil.Process().children() if "pressrun.templating.isolation" in " ".join(c.cmdline())]
+    assert len(pids) == 2
+    engine.close()
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)

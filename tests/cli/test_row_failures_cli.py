@@ -171,3 +171,23 @@ def test_sandbox_escape_fails_rows_without_crashing(tmp_path):
     assert {e["code"] for e in errors} == {"sandbox_violation"}
     assert all("__class__" in e["message"] for e in errors), errors
     assert "object" not in " ".join(e["message"] for e in errors), "nothing from inside the process leaks"
+
+
+def test_a_row_whose_template_crashes_the_interpreter_fails_alone(tmp_path):
+    # Hashing a value nested 200,000 deep overflows the C stack: in-process, this segfaulted the run.
+    crash = (
+        "{% set ns = namespace(a=0) %}{% for i in range(50000) %}{% set ns.a = ((((ns.a,),),),) %}{% endfor %}"
+        "{{ ns.a in {} }}"
+    )
+    template = make_template(tmp_path / "crash", f"<p>{{{{ name }}}}{{% if name == 'b' %}}{crash}{{% endif %}}</p>\n",
+                             SMALL_MANIFEST)
+    data = write_csv(tmp_path / "rows.csv", ["name"], [["a"], ["b"], ["c"]])
+    out = tmp_path / "out"
+    run = render(template, data, out)
+
+    assert run.exit_code == 1, run
+    assert "2 rendered, 1 failed" in run.stdout, run
+    assert output_names(out) == ["1.png", "3.png"]
+    [error] = read_errors(out)
+    assert error["row"] == 2 and error["code"] == "template_crashed", error
+    assert "SIGSEGV" in error["message"]

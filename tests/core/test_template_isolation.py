@@ -28,8 +28,8 @@ CRASH = (
 )
 # One C-level call that runs for many seconds: the engine's own budget is never consulted.
 RUNAWAY = "{{ ([[0]] * 100000) | sum(start=[]) }}"
-# Grows by gigabytes inside one C call (str.translate) before any size check can look.
-GREEDY = "{{ ('a' * 4999999).translate({97: 'x' * 4999999}) }}"
+# 800 MB inside one C call (the repr of a list of 200 references to one 4 MB string).
+GREEDY = "{% set x = 'x' * 4000000 %}{{ ([x] * 200) | string | length }}"
 GOOD = "<p>{{ name | upper }}</p>"
 
 
@@ -42,8 +42,9 @@ def engine():
 def test_rows_render_in_a_child_process(engine):
     template = engine.compile(GOOD)
     assert template.render({"name": "ann"}) == "<p>ANN</p>"
-    [child] = [c for c in psutil.Process().children() if "pressrun.templating.isolation" in " ".join(c.cmdline())]
-    assert child.pid != os.getpid()
+    [pid] = engine.pool.pids()
+    child = psutil.Process(pid)
+    assert child.ppid() == os.getpid() and "pressrun.templating.isolation" in " ".join(child.cmdline())
 
 
 def test_a_template_that_crashes_the_interpreter_fails_its_row_and_the_next_row_renders(engine):
@@ -85,20 +86,18 @@ def test_renders_from_many_threads_share_the_children():
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             results = list(pool.map(lambda n: template.render({"n": n}), range(200)))
         assert results == [str(n * 2) for n in range(200)]
-        children = [c for c in psutil.Process().children() if "pressrun.templating.isolation" in " ".join(c.cmdline())]
-        assert 1 <= len(children) <= 2
+        assert 1 <= len(engine.pool.pids()) <= 2
 
 
 def test_children_end_when_the_engine_is_closed_or_the_parent_dies(tmp_path):
     script = textwrap.dedent(
         """
-        import json, os, sys, psutil
+        import json, os
         from pressrun.templating.isolation import EngineConfig, IsolatedEngine
         engine = IsolatedEngine(EngineConfig(), processes=2, memory_mb=512)
         engine.compile("x").render({})
         engine.warm()
-        kids = [c.pid for c in psutil.Process().children() if "isolation" in " ".join(c.cmdline())]
-        print(json.dumps(kids), flush=True)
+        print(json.dumps(engine.pool.pids()), flush=True)
         os._exit(0)  # no clean-up at all: the children must notice on their own
         """
     )
@@ -112,7 +111,7 @@ def test_children_end_when_the_engine_is_closed_or_the_parent_dies(tmp_path):
 
     engine = IsolatedEngine(EngineConfig(), processes=2, memory_mb=512)
     engine.warm()
-    pids = [c.pid for c in psutil.Process().children() if "pressrun.templating.isolation" in " ".join(c.cmdline())]
+    pids = engine.pool.pids()
     assert len(pids) == 2
     engine.close()
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)

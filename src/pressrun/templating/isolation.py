@@ -131,6 +131,10 @@ class ProcessPool:
                 self._idle.put(self._spawn())
         return unpack(reply)
 
+    def pids(self) -> list[int]:
+        """Process ids of the live children (diagnostics, tests)."""
+        return sorted(child.process.pid for child in list(self._children) if child.alive())
+
     def close(self) -> None:
         """Stop the idle children (a render in flight keeps its child; the pool stays usable)."""
         while True:

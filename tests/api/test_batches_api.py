@@ -233,3 +233,21 @@ async def test_parallel_submissions_cannot_pass_the_open_batch_limit(api: Api):
     for response in responses:
         if response.status_code == 202:
             await api.client.post(f"/templates/batch/{response.json()['batchId']}/cancel", headers=api.auth(key))
+
+
+async def test_a_batch_whose_images_its_format_cannot_hold_is_refused_when_submitted(api: Api):
+    # WebP holds at most 16383 px a side: 5000 px × scale 4 would have failed every item, one by one.
+    template = await create_template(api)
+    listing = await api.client.get("/templates/batch?limit=100", headers=api.auth())
+    assert listing.status_code == 200
+    listed_before = listing.json()
+    response = await api.client.post(
+        f"/templates/{template['uid']}/batch-render",
+        json={"variableSets": [{"title": "x", "color": "#000000"}], "format": "webp", "width": 5000, "scale": 4},
+        headers=api.auth(),
+    )
+    assert response.status_code == 400, response.text
+    problem = response.json()
+    assert problem["code"] == "usage_error" and problem["field"] == "width"
+    assert "16383" in problem["detail"] and "20000" in problem["detail"]
+    assert (await api.client.get("/templates/batch?limit=100", headers=api.auth())).json() == listed_before

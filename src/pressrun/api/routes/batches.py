@@ -32,7 +32,7 @@ from pressrun.db import repo
 from pressrun.db.repo import ApiKey, BatchTooLarge, iso
 from pressrun.errors import DataError
 from pressrun.jobs.archive import ArchiveEntry, stream_zip
-from pressrun.models import OutputFormat
+from pressrun.models import OutputFormat, RenderOptions
 from pressrun.naming import OutputNamer
 from pressrun.rendering.pdf import merge_pdfs
 from pressrun.webhooks.policy import RefusedUrl, check_url
@@ -183,6 +183,9 @@ async def batch_render(uid: str, request: Request, key: ApiKey = Depends(authent
             "filename": options.filename, "zip": options.zip,
             "webhook_url": str(options.webhook_url) if options.webhook_url else None,
         }
+        # Checked now, not per item: an image its format cannot hold would fail every item alike.
+        RenderOptions(format=OutputFormat(fmt_value), width_px=batch["width"], height_px=batch["height"],
+                      scale=batch["scale"], quality=batch["quality"])
         try:
             batch_uid, total = await run_in_threadpool(repo.create_batch, service.db, batch, rows, plan.max_batch_items,
                                                        service.events, plan.max_concurrent_batches)

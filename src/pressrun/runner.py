@@ -115,7 +115,21 @@ async def run_batch(
     driver: Awaitable[Playwright] | None = None,
 ) -> RunReport:
     """Render every row of ``spec`` into its output folder. ``driver``: Playwright already starting
-    (the CLI starts it before its imports), else the renderer starts its own."""
+    (the CLI starts it before its imports), else the renderer starts its own. Closes the prepared
+    engine's template processes, however it ends."""
+    try:
+        return await render_all(spec, settings, prepared, on_progress, driver)
+    finally:
+        prepared.engine.close()
+
+
+async def render_all(
+    spec: RunSpec,
+    settings: Settings,
+    prepared: Prepared,
+    on_progress: ProgressCallback | None,
+    driver: Awaitable[Playwright] | None,
+) -> RunReport:
     errors_path = spec.out_dir / ERRORS_FILE
     with output_errors():
         spec.out_dir.mkdir(parents=True, exist_ok=True)
@@ -188,11 +202,11 @@ async def run_batch(
             tasks = [asyncio.create_task(work(renderer)) for _ in range(workers)]
             await asyncio.gather(produce(), *tasks)
     finally:
-        prepared.engine.close()
         if errors_file is not None:
             errors_file.close()
     if report.errors_path is not None:
-        sort_errors_file(report.errors_path)
+        with output_errors():
+            sort_errors_file(report.errors_path)
     report.outputs.sort()
     report.elapsed_s = time.perf_counter() - started
     finish_outputs(spec, report)
@@ -215,8 +229,8 @@ def check_not_empty(result: RenderResult) -> None:
 
 def reserved_names(spec: RunSpec) -> list[str]:
     """The run's own files that land in the output folder (``--merge-pdf OUT/all.pdf``): no row may take their names."""
-    folder = spec.out_dir.absolute()
-    return [path.name for path in (spec.zip_path, spec.merge_pdf_path) if path is not None and path.absolute().parent == folder]
+    folder = spec.out_dir.resolve()  # resolved: out/../out/1.pdf is out/1.pdf
+    return [path.name for path in (spec.zip_path, spec.merge_pdf_path) if path is not None and path.resolve().parent == folder]
 
 
 @contextmanager
@@ -240,8 +254,11 @@ def sort_errors_file(path: Path) -> None:
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     lines.sort(key=lambda line: json.loads(line)["row"])
     partial = path.with_name(f".{path.name}.part")
-    partial.write_text("".join(lines), encoding="utf-8")
-    os.replace(partial, path)
+    try:
+        partial.write_text("".join(lines), encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def finish_outputs(spec: RunSpec, report: RunReport) -> None:

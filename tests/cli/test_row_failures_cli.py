@@ -183,7 +183,8 @@ def test_a_row_whose_template_crashes_the_interpreter_fails_alone(tmp_path):
                              SMALL_MANIFEST)
     data = write_csv(tmp_path / "rows.csv", ["name"], [["a"], ["b"], ["c"]])
     out = tmp_path / "out"
-    run = render(template, data, out)
+    # Building the value takes ~0.5 s: a generous budget, so a busy machine cannot turn it into a timeout.
+    run = render(template, data, out, env={"PRESSRUN_TEMPLATING__TIMEOUT_S": "30"})
 
     assert run.exit_code == 1, run
     assert "2 rendered, 1 failed" in run.stdout, run

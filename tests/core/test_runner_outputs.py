@@ -70,6 +70,9 @@ def test_merge_and_zip_names_inside_the_output_folder_are_reserved(tmp_path):
     assert reserved_names(spec) == ["pack.zip", "1.pdf"]
     elsewhere = RunSpec(None, None, tmp_path / "out", None, None, tmp_path / "pack.zip", None)  # type: ignore[arg-type]
     assert reserved_names(elsewhere) == []
+    roundabout = RunSpec(None, None, tmp_path / "out", None, None, None,  # type: ignore[arg-type]
+                         tmp_path / "out" / ".." / "out" / "1.pdf")
+    assert reserved_names(roundabout) == ["1.pdf"]
 
 
 def test_no_merged_pdf_when_every_row_failed_and_an_old_one_is_removed(tmp_path):

@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from pressrun.errors import (
+    InvalidValueError,
     MissingVariableError,
     OutputTooLargeError,
     TemplateCrashError,
@@ -47,11 +48,12 @@ def test_rows_render_in_a_child_process(engine):
     assert child.ppid() == os.getpid() and "pressrun.templating.isolation" in " ".join(child.cmdline())
 
 
-def test_a_template_that_crashes_the_interpreter_fails_its_row_and_the_next_row_renders(engine):
-    with pytest.raises(TemplateCrashError, match="SIGSEGV") as caught:
-        engine.compile(CRASH).render({})
-    assert caught.value.code == "template_crashed"
-    assert engine.compile(GOOD).render({"name": "bob"}) == "<p>BOB</p>"
+def test_a_template_that_crashes_the_interpreter_fails_its_row_and_the_next_row_renders():
+    with IsolatedEngine(EngineConfig(timeout_s=20), processes=1, memory_mb=512) as engine:
+        with pytest.raises(TemplateCrashError, match="SIGSEGV") as caught:
+            engine.compile(CRASH).render({})
+        assert caught.value.code == "template_crashed"
+        assert engine.compile(GOOD).render({"name": "bob"}) == "<p>BOB</p>"
 
 
 def test_a_runaway_c_call_is_stopped_at_the_time_limit(engine):
@@ -115,3 +117,75 @@ def test_children_end_when_the_engine_is_closed_or_the_parent_dies(tmp_path):
     assert len(pids) == 2
     engine.close()
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
+
+
+def test_a_child_that_cannot_be_started_is_an_error_and_does_not_use_up_the_pool(monkeypatch):
+    from pressrun.errors import PressrunError
+    from pressrun.templating import isolation
+
+    real_child = isolation.Child
+    with IsolatedEngine(EngineConfig(), processes=1, memory_mb=512) as engine:
+        template = engine.compile(GOOD)
+
+        def no_more_processes(*args, **kwargs):
+            raise OSError(24, "Too many open files")
+
+        monkeypatch.setattr(isolation, "Child", no_more_processes)
+        for _ in range(3):  # each failure gives its slot back; none waits forever
+            with pytest.raises(PressrunError, match="could not start a template process"):
+                template.render({"name": "x"})
+        monkeypatch.setattr(isolation, "Child", real_child)
+        assert template.render({"name": "ok"}) == "<p>OK</p>"
+
+
+def test_a_row_that_cannot_be_sent_fails_alone_and_keeps_the_child(engine):
+    import threading
+
+    template = engine.compile(GOOD)
+    assert template.render({"name": "a"}) == "<p>A</p>"
+    before = engine.pool.pids()
+    with pytest.raises(InvalidValueError, match="cannot be given"):
+        template.render({"name": threading.Lock()})
+    assert engine.pool.pids() == before
+    assert template.render({"name": "b"}) == "<p>B</p>"
+
+
+def test_a_child_that_died_while_idle_does_not_fail_the_next_row(engine):
+    template = engine.compile(GOOD)
+    template.render({"name": "a"})
+    [pid] = engine.pool.pids()
+    psutil.Process(pid).kill()
+    psutil.Process(pid).wait(5)
+    assert template.render({"name": "b"}) == "<p>B</p>"
+    assert engine.pool.pids() != [pid]
+
+
+def test_closing_stops_a_child_that_was_busy_when_its_render_ends():
+    import threading
+
+    engine = IsolatedEngine(EngineConfig(timeout_s=5), processes=1, memory_mb=512)
+    slow = engine.compile("{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}{{ name }}")
+    result: list[str] = []
+    worker = threading.Thread(target=lambda: result.append(slow.render({"name": "done"})))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not engine.pool.pids() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    [pid] = engine.pool.pids()
+    engine.close()
+    worker.join(20)
+    assert result == ["done"]
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_only_row_and_usage_errors_come_back_from_a_child_as_themselves():
+    from pressrun.errors import RowError, TemplateSyntaxError, UsageError
+    from pressrun.templating.isolation import unpack
+
+    with pytest.raises(UsageError):
+        unpack({"error": "UsageError", "message": "locale: 'xx' is not a known locale"})
+    with pytest.raises(RowError) as caught:  # would stop a whole CLI run if it came back as itself
+        unpack({"error": "TemplateSyntaxError", "message": "line 1: nested too deeply"})
+    assert not isinstance(caught.value, TemplateSyntaxError)
+    with pytest.raises(RowError):
+        unpack({"error": "NoSuchClass", "message": "?", "details": "not a dict"})

@@ -73,6 +73,7 @@ from pressrun.templating.variables import (
 )
 
 MAX_RANGE_ITEMS = 100_000
+MAX_TEMPLATE_CHARS = 1_000_000  # template source, checked before anything reads it
 MAX_INT_BITS = 1_000_000
 _PYTHON_FUNCTION_NAME = re.compile(r"^[\w.]+\(\) ")
 _PADDING_STR_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})  # 'x'.zfill(10**9)
@@ -376,15 +377,21 @@ class Engine:
     def compile(self, source: str, *, name: str = "template.html") -> CompiledTemplate:
         """Raises TemplateSyntaxError ("template.html line 3: unexpected '}'", file=, line=).
 
-        Also for templates nested beyond the compile limits (:data:`.pipes.MAX_EXPRESSION_DEPTH`
-        levels in one expression, :data:`.pipes.MAX_BLOCK_DEPTH` blocks inside one another), and
-        UsageError when ``source`` or ``name`` is not a string.
+        Also for templates beyond the compile limits: :data:`MAX_TEMPLATE_CHARS` of source,
+        :data:`.pipes.MAX_TEMPLATE_TOKENS` tokens in tags and :data:`.pipes.MAX_ELIFS` elifs in one
+        if (both checked before parsing), :data:`.pipes.MAX_EXPRESSION_DEPTH` levels in one
+        expression and :data:`.pipes.MAX_BLOCK_DEPTH` blocks inside one another. UsageError when
+        ``source`` or ``name`` is not a string.
         """
         if not isinstance(source, str):
             raise UsageError(f"template source: expected the template text (a str), not {type(source).__name__}",
                              field="source")
         if not isinstance(name, str) or not name:
             raise UsageError(f"template name: expected a non-empty str, not {name!r}", field="name")
+        if len(source) > MAX_TEMPLATE_CHARS:
+            raise TemplateSyntaxError(f"{name}: the template is {len(source)} characters, over the limit of "
+                                      f"{MAX_TEMPLATE_CHARS}; move large text or images into files next to it",
+                                      file=name, limit=MAX_TEMPLATE_CHARS)
         env = self._env
         try:
             ast = env.parse(rewrite_pipes(source, env, name=name), name=name, filename=name)

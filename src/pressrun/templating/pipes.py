@@ -22,8 +22,11 @@ The rewrite walks Jinja's own lexer tokens, so ``|`` inside strings, comments, `
 and brackets is left alone. It only inserts ``(`` and ``)`` characters, never a newline, so every
 line number Jinja reports afterwards is still a line of the original template.
 
-Compile limits (:func:`check_compile_limits`) reject expressions and blocks nested so deeply that
-Python's compiler would fail on (or take seconds over) the generated code.
+Compile limits keep compiling fast and its errors ours. Before parsing, while the pipe rewrite walks
+the lexer tokens: at most :data:`MAX_TEMPLATE_TOKENS` tokens inside tags and :data:`MAX_ELIFS`
+``{% elif %}`` in one ``{% if %}`` (the engine also caps the source at ``MAX_TEMPLATE_CHARS``).
+After parsing (:func:`check_compile_limits`): expressions and blocks nested so deeply that Python's
+compiler would fail on (or take seconds over) the generated code.
 
 Runtime guards (:class:`RuntimeGuards`) edit the parsed tree so the sandbox can check its budget in
 every loop and on ``~``, and so a row column named like a function (``date``) cannot shadow it.
@@ -57,13 +60,17 @@ def rewrite_pipes(source: str, env: Environment, *, name: str | None = None) -> 
     """Return ``source`` (newlines normalised) with each ``{{ a op b | f }}`` made ``{{ (a op b) | f }}``.
 
     The same applies to ``{% set x = a op b | f %}``. Raises ``jinja2.TemplateSyntaxError`` for
-    errors the lexer finds (unclosed strings or blocks), with the line number of the original source.
+    errors the lexer finds (unclosed strings or blocks), with the line number of the original source,
+    and for templates over :data:`MAX_TEMPLATE_TOKENS` or :data:`MAX_ELIFS`, as soon as the lexer
+    reaches the token past the limit.
     """
     text = normalize_newlines(source)
     insertions: list[tuple[int, str]] = []
     tag: list[_Token] | None = None
+    limits = _TokenLimits(text, name)
     for token in _tokens_with_offsets(text, env, name):
         token_type = token[2]
+        limits.count(token, tag)
         if token_type in ("variable_begin", "block_begin"):
             tag = []
         elif token_type == "variable_end" and tag is not None:
@@ -162,6 +169,44 @@ def _insert(text: str, insertions: list[tuple[int, str]]) -> str:
 
 # --- compile limits ---------------------------------------------------------------------------
 
+# Compiling costs up to about 50 µs a tag token (10,000 ``{{ a }}``, 20,000 tokens: 0.9 s), so the
+# largest template accepted compiles in about a second and a larger one is refused in milliseconds.
+MAX_TEMPLATE_TOKENS = 20_000  # names, operators and literals inside {{ }} and {% %}, before parsing
+MAX_ELIFS = 1_000  # {% elif %} in one {% if %}; Python's compiler fails past about 2,500
+
+
+class _TokenLimits:
+    """Counts tag tokens and each open ``{% if %}``'s elifs while the lexer runs, before parsing."""
+
+    def __init__(self, text: str, name: str | None) -> None:
+        self.text, self.name = text, name
+        self.tokens = 0
+        self.elifs_of_open_ifs: list[int] = []
+
+    def count(self, token: _Token, tag: list[_Token] | None) -> None:
+        if tag is None or token[2] == "whitespace":  # template text between tags is one cheap token
+            return
+        self.tokens += 1
+        if self.tokens > MAX_TEMPLATE_TOKENS:
+            self.fail(token, f"the template has more than {MAX_TEMPLATE_TOKENS} names, operators and values "
+                             "in its tags; split it into smaller templates")
+        if tag or token[2] != "name":  # only the first word of a tag says which statement it is
+            return
+        keyword = token[3]
+        if keyword == "if":
+            self.elifs_of_open_ifs.append(0)
+        elif keyword == "endif" and self.elifs_of_open_ifs:
+            self.elifs_of_open_ifs.pop()
+        elif keyword == "elif" and self.elifs_of_open_ifs:
+            self.elifs_of_open_ifs[-1] += 1
+            if self.elifs_of_open_ifs[-1] > MAX_ELIFS:
+                self.fail(token, f"an {{% if %}} has more than {MAX_ELIFS} {{% elif %}}; look the value up "
+                                 "in a mapping instead ({% set labels = {'a': 'A', 'b': 'B'} %}{{ labels[x] }})")
+
+    def fail(self, token: _Token, message: str) -> None:
+        raise TemplateSyntaxError(message, self.text.count("\n", 0, token[0]) + 1, self.name)
+
+
 MAX_EXPRESSION_DEPTH = 30  # filters, lookups, operators and brackets nested in one expression
 MAX_BLOCK_DEPTH = 20  # {% for %}, {% if %}, {% macro %}… inside one another (Python's own limit is 20)
 _BLOCK_NODES = (nodes.For, nodes.If, nodes.Macro, nodes.CallBlock, nodes.FilterBlock, nodes.With,
@@ -194,9 +239,10 @@ def check_compile_limits(ast: nodes.Template, name: str | None = None) -> None:
                     f"blocks are nested more than {MAX_BLOCK_DEPTH} deep ({{% for %}}, {{% if %}}, "
                     f"{{% macro %}}… inside one another); move inner parts into macros",
                     node.lineno, name)
-        elifs = node.elif_ if isinstance(node, nodes.If) else []
+        # An elif is an If node inside its if, one block deep, not nested.
+        elif_ids = {id(elif_) for elif_ in node.elif_} if isinstance(node, nodes.If) and node.elif_ else ()
         for child in node.iter_child_nodes():
-            child_block_depth = block_depth - 1 if any(child is elif_ for elif_ in elifs) else block_depth
+            child_block_depth = block_depth - 1 if id(child) in elif_ids else block_depth
             pending.append((child, expression_depth, child_block_depth))
 
 

@@ -17,6 +17,7 @@ import functools
 import math
 import re
 import time
+import types
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -28,8 +29,9 @@ import babel
 import jinja2
 from jinja2 import BaseLoader, pass_eval_context
 from jinja2.runtime import markup_join, str_join
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import _PassArg
+from markupsafe import EscapeFormatter, Markup
 
 from pressrun.errors import (
     ExpressionError,
@@ -63,10 +65,13 @@ from pressrun.templating.pipes import (
     rewrite_pipes,
 )
 from pressrun.templating.variables import (
+    ITERATOR_TYPES,
     MISSING_RENDERS_EMPTY,
+    PLAIN_TYPES,
     MissingValue,
     RowUndefined,
     check_output_value,
+    check_printable,
     find_variables,
     mapping_method_as_missing,
     missing_variable_path,
@@ -78,6 +83,13 @@ MAX_INT_BITS = 1_000_000
 _PYTHON_FUNCTION_NAME = re.compile(r"^[\w.]+\(\) ")
 _PADDING_STR_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})  # 'x'.zfill(10**9)
 _NUMBER_TEXT = re.compile(r"\s*[-+]?(\d[\d,]*\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+# Filters that never make text of their inputs: what they return is checked where it is printed or
+# made text. Every other filter's arguments are checked (check_printable) before it runs.
+_PASS_THROUGH_FILTERS = frozenset({
+    "attr", "batch", "count", "d", "default", "dictsort", "first", "groupby", "items", "last", "length", "list",
+    "map", "max", "min", "random", "reject", "rejectattr", "reverse", "select", "selectattr", "slice", "sort",
+    "sum", "unique",
+})
 FUNCTION_NAMES = ("currency", "number", "percent", "date", "datetime", "truncate",
                   "upper", "lower", "title", "round", "default", "qr")
 
@@ -141,8 +153,41 @@ class _NoFilesLoader(BaseLoader):
 
 
 def _finalize(value: Any) -> Any:
-    value = check_output_value(value)
+    value = check_output_value(value, _check_deadline)
     return "" if value is None else value  # JSON null renders empty, not "None"
+
+
+# --- only data is made text ----------------------------------------------------------------------
+# Python's text of a function, type or template object holds its memory address, and str(), repr()
+# and format() have no per-environment hook. So every place where the sandbox makes text of a
+# template's values checks them first, all with check_printable: output (_finalize), '~'
+# (_concat), '%' (call_binop), str.format/format_map (_PrintableFormatter), the arguments of
+# every filter but _PASS_THROUGH_FILTERS (_guarded_filter) and of str methods (call).
+
+
+def _check_printable(value: Any) -> None:
+    if type(value) not in PLAIN_TYPES:
+        check_printable(value, _check_deadline)
+
+
+def _printable_items(items: Any) -> Any:
+    """``items | map('upper') | join``: the items of an iterator, checked as they are joined."""
+    for item in items:
+        _check_printable(item)
+        yield item
+
+
+class _PrintableFormatter(SandboxedFormatter):
+    """``'{0}'.format(x)``, ``'{0.upper}'.format(x)``: each field's value, before it is made text."""
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
+        value, used_key = super().get_field(field_name, args, kwargs)
+        _check_printable(value)
+        return value, used_key
+
+
+class _PrintableEscapeFormatter(_PrintableFormatter, EscapeFormatter):
+    pass
 
 
 class PressrunSandbox(ImmutableSandboxedEnvironment):
@@ -174,15 +219,26 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
     def _guarded_filter(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         value_index = 0 if _PassArg.from_obj(fn) is None else 1  # after the context Jinja passes first
 
+        makes_text = name not in _PASS_THROUGH_FILTERS
+        joins_items = name == "join"
+
         @functools.wraps(fn)  # keeps jinja's pass_context / pass_eval_context marker
         def guarded(*args: Any, **kwargs: Any) -> Any:
             _check_deadline()
-            if len(args) > value_index:  # ``order.items | upper`` with no items key: a missing value
+            if len(args) > value_index and type(args[value_index]) not in PLAIN_TYPES:
+                # ``order.items | upper`` with no items key: a missing value
                 value = mapping_method_as_missing(args[value_index])
                 if value is not args[value_index]:
                     args = (*args[:value_index], value, *args[value_index + 1 :])
-                elif callable(value) and not isinstance(value, jinja2.Undefined):
-                    check_output_value(value)
+                elif joins_items and isinstance(value, ITERATOR_TYPES):
+                    args = (*args[:value_index], _printable_items(value), *args[value_index + 1 :])
+                elif makes_text or callable(value) and not isinstance(value, jinja2.Undefined):
+                    check_output_value(value, _check_deadline)
+            if makes_text:
+                for argument in args[value_index + 1 :]:
+                    _check_printable(argument)
+                for argument in kwargs.values():
+                    _check_printable(argument)
             try:
                 result = fn(*args, **kwargs)
             except TypeError as exc:  # wrong arguments: name the filter, not our Python function
@@ -194,7 +250,7 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
     @pass_eval_context
     def _concat(self, eval_ctx: Any, values: list[Any]) -> Any:
         """``a ~ b``: None joins as empty text; in lenient mode a missing part makes the result missing."""
-        values = ["" if value is None else check_output_value(value) for value in values]
+        values = ["" if value is None else check_output_value(value, _check_deadline) for value in values]
         if MISSING_RENDERS_EMPTY.get():
             for value in values:
                 if isinstance(value, jinja2.Undefined):
@@ -228,6 +284,7 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
         elif operator == "**":
             _check_power(left, right)
         elif operator == "%" and isinstance(left, str | bytes):
+            _check_printable(right)
             check_printf_widths(str(left), self.max_output_chars)
             arguments = right.values() if isinstance(right, Mapping) else right if isinstance(right, tuple) else [right]
             check_fields_size("'%'", left, left.count("%" if isinstance(left, str) else b"%"), arguments,
@@ -258,15 +315,15 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
             return __obj()
         if not __self.is_safe_callable(__obj):
             raise SandboxViolationError("calling this function is not allowed in templates")
-        __self._check_method_arguments(__obj, args, kwargs)
+        if isinstance(getattr(__obj, "__self__", None), str | bytes | bytearray):
+            args = _printable_method_arguments(__obj.__name__, args, kwargs)
+            __self._check_method_arguments(__obj, args, kwargs)
         name = getattr(__obj, "__name__", "call")
         return __self.check_size(__context.call(__obj, *args, **kwargs), str(name))
 
     def _check_method_arguments(self, method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Sizes of text and bytes results, before the method allocates them."""
-        owner = getattr(method, "__self__", None)
-        if not isinstance(owner, str | bytes | bytearray):
-            return
+        owner = method.__self__
         name, max_chars = method.__name__, self.max_output_chars
         values = [*args, *kwargs.values()]
         if name in _PADDING_STR_METHODS:
@@ -285,7 +342,7 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
             check_int_args(name, [len(owner) * max(longest, 1)], max_chars)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        wrapper = super().wrap_str_format(value)
+        wrapper = self._printable_str_format(value)
         if wrapper is None:
             return None
         template, method_name = value.__self__, value.__name__
@@ -307,6 +364,36 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
 
         format_checked.__name__ = format_checked.__qualname__ = method_name  # as templates know it, in messages
         return format_checked
+
+
+    def _printable_str_format(self, value: Any) -> Callable[..., str] | None:
+        """Jinja's sandboxed str.format and format_map, with a formatter that checks each field."""
+        if not isinstance(value, types.MethodType | types.BuiltinMethodType) \
+                or value.__name__ not in ("format", "format_map") or not isinstance(value.__self__, str):
+            return None
+        template, is_format_map = value.__self__, value.__name__ == "format_map"
+        formatter = (_PrintableEscapeFormatter(self, escape=template.escape) if isinstance(template, Markup)
+                     else _PrintableFormatter(self))
+
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            if is_format_map:
+                if kwargs or len(args) != 1:
+                    raise TypeError(f"format_map() takes exactly one argument ({len(args) + len(kwargs)} given)")
+                args, kwargs = (), args[0]
+            return type(template)(formatter.vformat(template, args, kwargs))
+
+        return wrapper
+
+
+def _printable_method_arguments(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """A str method's arguments, checked: Markup's methods make text of them (escape)."""
+    checked = args
+    if name == "join" and args and isinstance(args[0], ITERATOR_TYPES):
+        args = (_printable_items(args[0]), *args[1:])
+        checked = args[1:]
+    for argument in (*checked, *kwargs.values()):
+        _check_printable(argument)
+    return args
 
 
 def _text_size(value: Any) -> int:

@@ -43,6 +43,7 @@ _CURRENCY_CODE = re.compile(r"[A-Za-z]{3}")
 _PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _DIGIT_RUN = re.compile(r"\d+")
 _NESTED_FORMAT_SPEC = re.compile(r":[^}]*\{")
+_MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 QR_DATA_URL_PREFIX = "data:image/svg+xml;base64,"
 
 
@@ -54,7 +55,8 @@ def is_missing(value: Any) -> bool:
 
 
 def short_repr(value: Any, max_chars: int = 60) -> str:
-    text = repr(value)
+    """For messages: Python's repr, without the memory addresses of functions and objects."""
+    text = _MEMORY_ADDRESS.sub("", repr(value))
     return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MappingView
 from contextvars import ContextVar
 from decimal import Decimal
 from fractions import Fraction
@@ -26,6 +26,7 @@ from uuid import UUID
 import jinja2
 from jinja2 import nodes
 from jinja2.utils import missing
+from markupsafe import Markup
 
 from pressrun.errors import ExpressionError
 
@@ -389,9 +390,11 @@ def missing_variable_path(undefined: RowUndefined, row: Mapping[str, Any],
 # --- runtime: only data is printed -----------------------------------------------------------------
 
 _DATA_TYPES = (str, int, float, complex, Decimal, Fraction, dt.date, dt.time, dt.timedelta, UUID)
-_CONTAINER_TYPES = (list, tuple, set, frozenset, Mapping)
-_ITERATOR_TYPES = (range, Iterator, GeneratorType)
-MAX_VALUES_CHECKED = 100_000
+# Exact types of nearly every value a template prints: one set lookup, before any isinstance.
+PLAIN_TYPES = frozenset({str, Markup, int, float, bool, type(None), Decimal, dt.date, dt.datetime})
+_CONTAINER_TYPES = (list, tuple, set, frozenset, MappingView)  # MappingView: d.items(), d.values()
+ITERATOR_TYPES = (range, Iterator, GeneratorType)
+TICK_EVERY_VALUES = 10_000  # how often a long check calls back (the engine checks its deadline)
 
 
 def _not_a_value(value: Any) -> ExpressionError:
@@ -406,7 +409,7 @@ def _not_a_value(value: Any) -> ExpressionError:
         problem = f"{name!r} is a method of {type(owner).__name__}, not a value; to call it, write {name}()"
     elif callable(value) and name:
         problem = f"{name!r} is a function, not a value; to call it, write {name}(…)"
-    elif isinstance(value, _ITERATOR_TYPES):
+    elif isinstance(value, ITERATOR_TYPES):
         problem = (f"a {type(value).__name__} (from range() or a filter such as map or select) is not a value; "
                    "add | list or | join(', ')")
     else:
@@ -417,7 +420,7 @@ def _not_a_value(value: Any) -> ExpressionError:
 
 def _is_leaky(value: Any) -> bool:
     """Callables, types, modules, iterators and objects whose text is Python's ``<… at 0x…>``."""
-    if callable(value) or isinstance(value, (type, ModuleType, *_ITERATOR_TYPES)):
+    if callable(value) or isinstance(value, (type, ModuleType, *ITERATOR_TYPES)):
         return True
     cls = type(value)
     return cls.__str__ is object.__str__ and cls.__repr__ is object.__repr__ or cls.__module__.startswith("jinja2")
@@ -435,30 +438,51 @@ def mapping_method_as_missing(value: Any) -> Any:
     return value
 
 
-def check_output_value(value: Any) -> Any:
-    """What ``{{ … }}`` prints: data only (text, numbers, dates, missing values and containers of them).
+def check_printable(value: Any, tick: Callable[[], None] | None = None) -> None:
+    """Raise ExpressionError unless ``value`` is data: text, numbers, dates, missing values and
+    containers of them, however large or deeply nested.
+
+    Called wherever the sandbox turns a value into text (output, ``~``, ``%``, ``str.format``,
+    text filters), since Python's text of a function, type or template object holds its memory
+    address. There is no budget: making the text costs as much as this walk, which visits each
+    container once (shared or cyclic containers cannot make it loop) and calls ``tick`` every
+    :data:`TICK_EVERY_VALUES` values so the render's deadline still holds.
+    """
+    if type(value) in PLAIN_TYPES:
+        return
+    pending = [value]
+    seen: dict[int, Any] = {}  # holds what it saw: a freed view item's id could come back
+    counted = 0
+    while pending:
+        item = pending.pop()
+        if isinstance(item, (*_DATA_TYPES, jinja2.Undefined)) or item is None:
+            continue
+        if not isinstance(item, (Mapping, *_CONTAINER_TYPES)):
+            if _is_leaky(item):
+                raise _not_a_value(item)
+            continue
+        if id(item) in seen:
+            continue
+        seen[id(item)] = item
+        for child in (part for pair in item.items() for part in pair) if isinstance(item, Mapping) else item:
+            if type(child) not in PLAIN_TYPES:
+                pending.append(child)
+            counted += 1
+            if counted == TICK_EVERY_VALUES:
+                counted = 0
+                if tick is not None:
+                    tick()
+
+
+def check_output_value(value: Any, tick: Callable[[], None] | None = None) -> Any:
+    """What ``{{ … }}`` and ``~`` print: data only (see :func:`check_printable`).
 
     A dict method reached through a missing key becomes a missing value (missing_variable in strict
     mode, empty in lenient mode); any other function, type, module, iterator or template object is
     an ExpressionError instead of its Python repr, which would leak internals and addresses.
     """
-    if value is None or isinstance(value, (*_DATA_TYPES, jinja2.Undefined)):
+    if type(value) in PLAIN_TYPES:
         return value
     value = mapping_method_as_missing(value)
-    if isinstance(value, jinja2.Undefined):
-        return value
-    pending = [value]
-    for _ in range(MAX_VALUES_CHECKED):
-        if not pending:
-            break
-        item = pending.pop()
-        if item is None or isinstance(item, (*_DATA_TYPES, jinja2.Undefined)):
-            continue
-        if isinstance(item, Mapping):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, _CONTAINER_TYPES):
-            pending.extend(item)
-        elif _is_leaky(item):
-            raise _not_a_value(item)
+    check_printable(value, tick)
     return value

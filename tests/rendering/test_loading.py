@@ -23,14 +23,15 @@ GREEN = (0, 160, 0)
 
 
 class SlowStylesheetHandler(http.server.BaseHTTPRequestHandler):
-    """/late.css: a green background, 0.5 s late. /gone.css: 404."""
+    """/late.css: a green background, 0.5 s late. /plain.css: the same as text/plain. /gone.css: 404."""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if self.path.startswith("/late.css"):
-            time.sleep(0.5)
+        if self.path.startswith(("/late.css", "/plain.css")):
+            plain = self.path.startswith("/plain.css")
+            time.sleep(0 if plain else 0.5)
             body = b"html, body { margin: 0; background: rgb(0, 160, 0); }"
             self.send_response(200)
-            self.send_header("Content-Type", "text/css")
+            self.send_header("Content-Type", "text/plain" if plain else "text/css")
         else:
             body = b"not here"
             self.send_response(404)
@@ -155,3 +156,23 @@ async def test_a_clean_row_after_a_failed_one_renders(renderer, tmp_path):
         await renderer.render(f'{head}<body><img src="https://example.com/x.png"></body></html>', OPTIONS, asset_root=root)
     result = await renderer.render(f"{head}<body><p>clean</p></body></html>", OPTIONS, asset_root=root)
     assert close_to(colour_at_centre(result.data), GREEN)
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        '<link rel="stylesheet" type="text/plain" href="assets/green.css">',  # a type Blink does not load
+        '<link rel="stylesheet" href="">',  # no stylesheet at all
+        '<link rel="stylesheet" href="http://{host}/plain.css">',  # fetched, refused: served as text/plain
+        '<link rel="alternate stylesheet" href="assets/green.css" title="alt">',
+    ],
+    ids=["other-type", "empty-href", "wrong-mime", "alternate"],
+)
+async def test_a_stylesheet_blink_never_applies_does_not_hold_the_row_until_the_timeout(renderer, tmp_path, css_host,
+                                                                                      link):
+    root = template_folder(tmp_path, "")
+    started = time.monotonic()
+    html = f"<html><head>{link.format(host=css_host)}</head><body><p>x</p></body></html>"
+    result = await renderer.render(html, OPTIONS, asset_root=root)
+    assert colour_at_centre(result.data) == (255, 255, 255)  # none of them applies
+    assert time.monotonic() - started < 5  # the render timeout is 8 s

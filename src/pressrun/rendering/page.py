@@ -55,18 +55,32 @@ STALE_OBJECT = re.compile(r"Cannot find context|Could not find object|Inspected 
 
 # Whether the document has finished loading: parsed, and every stylesheet it links (and their
 # @imports) in. A document put on the page with document.write() says readyState 'complete' while its
-# stylesheets are still on their way, so readyState alone would let a capture race them.
+# stylesheets are still on their way, so readyState alone would let a capture race them. A sheet
+# Blink fetched for this row but will not use (served as text/plain, say) never gets a .sheet: its
+# finished fetch (a resource timing entry since the row was put) settles it; links Blink never
+# fetches (another type, no href, alternate) are skipped.
 DOCUMENT_LOADED = r"""
 () => {
   if (document.readyState !== 'complete') return false;
+  const since = document.__pressrunPutAt ?? 0;
+  const fetched = (url) => performance.getEntriesByName(url).some((entry) => entry.startTime >= since);
   const imported = (sheet) => {
     try {
-      return [...sheet.cssRules].every((rule) => !(rule instanceof CSSImportRule) || (rule.styleSheet && imported(rule.styleSheet)));
+      return [...sheet.cssRules].every((rule) => !(rule instanceof CSSImportRule) ||
+        (rule.styleSheet ? imported(rule.styleSheet) : fetched(new URL(rule.href, sheet.href || document.baseURI).href)));
     } catch (e) { return true; }  // another origin's sheet: its rules cannot be read, it has loaded
   };
   for (const link of document.querySelectorAll('link[rel~="stylesheet" i]')) {
-    if (link.disabled || !link.href || /\balternate\b/i.test(link.rel)) continue;  // never applied
-    if (!link.sheet || !imported(link.sheet)) return false;
+    if (link.__pressrunSettled || link.disabled || !(link.getAttribute('href') || '').trim()) continue;
+    if (/\balternate\b/i.test(link.rel)) continue;  // never applied
+    if (link.type && !/^\s*text\/css\s*(;.*)?$/i.test(link.type)) continue;  // a type Blink does not load
+    if (link.sheet) {
+      if (!imported(link.sheet)) return false;
+    } else if (fetched(link.href)) {
+      link.__pressrunSettled = true;  // fetched and refused: it stays unused for the rows to come
+    } else {
+      return false;
+    }
   }
   return [...document.querySelectorAll('style')].every((style) => !style.sheet || imported(style.sheet));
 }
@@ -77,8 +91,9 @@ DOCUMENT_LOADED = r"""
 # document is still loading: with JavaScript off, Blink runs no event listener (not even one added
 # over CDP), so the page cannot wait for its own load event; the caller asks again (put=false).
 LOAD_AND_SETTLE = r"""
-async ([html, allowSwap, put]) => {
+async ([html, allowSwap, put, mentionsUrl]) => {
   if (put) {
+    document.__pressrunPutAt = performance.now();
     if (html === null) {
       // The row's document was navigated to (JavaScript on): it is already in place.
       document.__pressrunHead = undefined;
@@ -94,6 +109,7 @@ async ([html, allowSwap, put]) => {
         for (const attr of parsed.documentElement.attributes) root.setAttribute(attr.name, attr.value);
         document.body.replaceWith(document.adoptNode(parsed.body));
       } else {
+        performance.clearResourceTimings();  // a new document: the load check reads its own fetches
         document.open();
         document.write(html);
         document.close();
@@ -141,8 +157,8 @@ async ([html, allowSwap, put]) => {
     };
     document.__pressrunSheetUrls = [...document.styleSheets].some((sheet) => sheet.href && mentionsUrl(sheet));
   }
-  const source = html ?? document.documentElement.outerHTML;
-  if (source.includes('url(') || document.__pressrunSheetUrls) {
+  const inlineUrls = mentionsUrl ?? (html ?? document.documentElement.outerHTML).includes('url(');
+  if (inlineUrls || document.__pressrunSheetUrls) {
     const urls = new Set();
     const pattern = /url\(\s*(["']?)(.*?)\1\s*\)/g;
     const collect = (style) => {
@@ -331,9 +347,13 @@ class PageSlot:
             self.files = files
         self.asset_root = asset_root
         # A row whose document failed a request taints the document: requests its <head> made (a
-        # stylesheet's @import, a web font) are not made again for a swapped body, so the next row
-        # must start from a new document to be checked the same way.
-        allow_swap = allow_swap and not self.tainted
+        # stylesheet's @import, a web font) are not made again for a swapped body, nor for a
+        # rewritten one (the document keeps its failed resources and reuses them without asking),
+        # so the next row starts from a new document, to be checked the same way.
+        if self.tainted:
+            if not self.javascript:  # with JavaScript every row is a new document anyway
+                await self.navigate("load")
+            allow_swap = False
         self.blocked.clear()
         self.missing.clear()
         self.failed.clear()
@@ -344,16 +364,19 @@ class PageSlot:
                 await self.navigate("commit")
             finally:
                 self.document = None
-            args: list[Any] = [None, False, True]
+            args: list[Any] = [None, False, True, None]
         else:
-            args = [html, allow_swap, True]
+            args = [html, allow_swap, True, None]
         broken: list[str] | None = await self.call(LOAD_AND_SETTLE, args, drawing=self.javascript)
         polls = 0
+        # Looking again needs only whether the row's HTML has url(...) in it, not the HTML itself.
+        # A stylesheet that neither arrives nor fails is waited on until the render's own timeout.
+        again = [None, False, False, None if self.javascript else "url(" in html]
         while broken is None:  # still loading (a stylesheet on its way): look again shortly
             self.raise_for_requests()
             polls += 1
             await asyncio.sleep(LOAD_POLL_S if polls > PROMPT_POLLS else 0)
-            broken = await self.call(LOAD_AND_SETTLE, [args[0], False, False], drawing=self.javascript)
+            broken = await self.call(LOAD_AND_SETTLE, again, drawing=self.javascript)
         self.raise_for_requests()
         if broken:
             src = broken[0]

@@ -90,6 +90,13 @@ _PASS_THROUGH_FILTERS = frozenset({
     "map", "max", "min", "random", "reject", "rejectattr", "reverse", "select", "selectattr", "slice", "sort",
     "sum", "unique",
 })
+_SIZED_TYPES = (str, bytes, bytearray, list, tuple, dict)
+_NUMBER_TYPES = frozenset({int, float, Decimal})  # exact types: bool and subclasses take the checked path
+_CONSTANT_WORK_BINOPS = frozenset({"+", "-", "*", "/", "//", "%"})
+_OPERATOR_NAMES = {operator: f"'{operator}'" for operator in ("*", "**", "+", "-", "/", "//", "%")}
+# Every chunk comes out of work that checks the deadline itself (loops, calls, filters); checking
+# it once in a while here too only bounds the time between chunks of plain template text.
+_CHUNKS_PER_DEADLINE_CHECK = 64
 FUNCTION_NAMES = ("currency", "number", "percent", "date", "datetime", "truncate",
                   "upper", "lower", "title", "round", "default", "qr")
 
@@ -212,7 +219,7 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
         self.functions = {name: self.filters[name] for name in FUNCTION_NAMES}
 
     def check_size(self, value: Any, what: str) -> Any:
-        if isinstance(value, str | bytes | bytearray | list | tuple | dict) and len(value) > self.max_output_chars:
+        if isinstance(value, _SIZED_TYPES) and len(value) > self.max_output_chars:
             raise output_too_large(what, len(value), self.max_output_chars)
         return value
 
@@ -234,11 +241,10 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
                     args = (*args[:value_index], _printable_items(value), *args[value_index + 1 :])
                 elif makes_text or callable(value) and not isinstance(value, jinja2.Undefined):
                     check_output_value(value, _check_deadline)
-            if makes_text:
-                for argument in args[value_index + 1 :]:
-                    _check_printable(argument)
-                for argument in kwargs.values():
-                    _check_printable(argument)
+            if makes_text and (kwargs or len(args) > value_index + 1):  # no slice to allocate on the hot path
+                for argument in (*args[value_index + 1 :], *kwargs.values()):
+                    if type(argument) not in PLAIN_TYPES:
+                        check_printable(argument, _check_deadline)
             try:
                 result = fn(*args, **kwargs)
             except TypeError as exc:  # wrong arguments: name the filter, not our Python function
@@ -259,8 +265,12 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
         return markup_join(values) if eval_ctx.autoescape else str_join(values)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
+        # Row keys win over dict methods (order.items). A key found in a dict is the hot path and
+        # constant work: no deadline check, which loops, calls, filters and operators make.
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
         _check_deadline()
-        if isinstance(obj, Mapping) and attribute in obj:  # row keys win over dict methods: order.items
+        if isinstance(obj, Mapping) and attribute in obj:
             return obj[attribute]
         if attribute.startswith("_"):
             raise _denied(attribute)
@@ -278,6 +288,11 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
         raise _denied(attribute)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        # Arithmetic on two numbers is the hot path: constant work, nothing to size or print, except
+        # int * int and ** whose results can grow without bound (checked below).
+        if type(left) in _NUMBER_TYPES and type(right) in _NUMBER_TYPES and operator in _CONSTANT_WORK_BINOPS \
+                and not (operator == "*" and type(left) is int and type(right) is int):
+            return self.binop_table[operator](left, right)
         _check_deadline()
         if operator == "*":
             self._check_repetition(left, right)
@@ -296,7 +311,7 @@ class PressrunSandbox(ImmutableSandboxedEnvironment):
             if clearer is None:
                 raise
             raise clearer from exc
-        return self.check_size(result, f"'{operator}'")
+        return self.check_size(result, _OPERATOR_NAMES[operator])
 
     def _check_repetition(self, left: Any, right: Any) -> None:
         for sequence, count in ((left, right), (right, left)):
@@ -542,11 +557,12 @@ class CompiledTemplate:
         max_chars = self._engine.max_output_chars
         chunks: list[str] = []
         size_chars = 0
-        for chunk in self._template.generate(row):
+        for index, chunk in enumerate(self._template.generate(row)):
             size_chars += len(chunk)
             if size_chars > max_chars:
                 raise output_too_large("the rendered HTML", size_chars, max_chars)
-            _check_deadline()
+            if not index % _CHUNKS_PER_DEADLINE_CHECK:
+                _check_deadline()
             chunks.append(chunk)
         return "".join(chunks)
 

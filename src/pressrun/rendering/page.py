@@ -74,15 +74,16 @@ DOCUMENT_LOADED = r"""
     if (link.__pressrunSettled || link.disabled || !(link.getAttribute('href') || '').trim()) continue;
     if (/\balternate\b/i.test(link.rel)) continue;  // never applied
     if (link.type && !/^\s*text\/css\s*(;.*)?$/i.test(link.type)) continue;  // a type Blink does not load
-    if (link.sheet) {
-      if (!imported(link.sheet)) return false;
-    } else if (fetched(link.href)) {
-      link.__pressrunSettled = true;  // fetched and refused: it stays unused for the rows to come
-    } else {
-      return false;
-    }
+    if (link.sheet ? !imported(link.sheet) : !fetched(link.href)) return false;
+    // In, or fetched and refused (it stays unused): a <head> link stays so for the rows to come.
+    link.__pressrunSettled = true;
   }
-  return [...document.querySelectorAll('style')].every((style) => !style.sheet || imported(style.sheet));
+  for (const style of document.querySelectorAll('style')) {
+    if (style.__pressrunSettled || !style.sheet) continue;
+    if (!imported(style.sheet)) return false;
+    style.__pressrunSettled = true;
+  }
+  return true;
 }
 """
 
@@ -369,13 +370,13 @@ class PageSlot:
             args = [html, allow_swap, True, None]
         broken: list[str] | None = await self.call(LOAD_AND_SETTLE, args, drawing=self.javascript)
         polls = 0
-        # Looking again needs only whether the row's HTML has url(...) in it, not the HTML itself.
-        # A stylesheet that neither arrives nor fails is waited on until the render's own timeout.
-        again = [None, False, False, None if self.javascript else "url(" in html]
         while broken is None:  # still loading (a stylesheet on its way): look again shortly
             self.raise_for_requests()
             polls += 1
             await asyncio.sleep(LOAD_POLL_S if polls > PROMPT_POLLS else 0)
+            # Looking again needs only whether the row's HTML has url(...) in it, not the HTML itself.
+            # A stylesheet that neither arrives nor fails is waited on until the render's own timeout.
+            again = [None, False, False, None if self.javascript else "url(" in html]
             broken = await self.call(LOAD_AND_SETTLE, again, drawing=self.javascript)
         self.raise_for_requests()
         if broken:

@@ -138,3 +138,25 @@ async def test_allowed_host_loads_and_its_redirects_are_policed(asset_server):
         assert all(abs(a - b) < 20 for a, b in zip(pixel, (0, 200, 0), strict=True))
         with pytest.raises(BlockedUrlError, match="elsewhere.example"):
             await renderer.render(image_row.format(asset_server, "redirect"), OPTIONS)
+
+
+async def test_a_page_whose_renderer_process_dies_mid_row_is_retried_at_once(slow_server):
+    # The usual crash in production (the kernel's OOM killer picks a renderer): the row in flight
+    # waited for its whole timeout and failed as render_timeout; now it is retried on a fresh page.
+    settings = RenderSettings(concurrency=1, browsers=1, timeout_s=20, allowed_hosts=[slow_server])
+    async with ChromiumRenderer(settings) as renderer:
+        await renderer.render(ROW.format(0), OPTIONS)
+        [browser] = await browser_processes(renderer)
+        renderers_before = {p.pid for p in browser.children(recursive=True) if "--type=renderer" in " ".join(p.cmdline())}
+        assert renderers_before
+        started = time.perf_counter()
+        # The slow image holds the row in the page for 3 s: time to kill the page's process.
+        row = asyncio.create_task(renderer.render(
+            f"<html><body style='margin:0;background:#00f'><img src='http://{slow_server}/a.svg'></body></html>", OPTIONS))
+        await asyncio.sleep(1.0)
+        for pid in renderers_before:
+            os.kill(pid, signal.SIGKILL)
+        result = await row
+        assert open_image(result.data).size == (200, 100)
+        assert time.perf_counter() - started < 12  # the retry's own 3 s image, not the 20 s timeout
+        assert renderer.restarts == 0  # only the page was replaced; the browser lived

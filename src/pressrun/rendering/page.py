@@ -227,6 +227,8 @@ class PageSlot:
     failed: list[tuple[str, str]] = field(default_factory=list)  # allowed URLs that failed: (url, why)
     tainted: bool = False  # the document saw a failed request: the next row starts a new one
     crashed: bool = False
+    # Set when the page's renderer process dies: a call in flight to a dead page may never settle.
+    crash_event: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def ensure(self, browser: Browser, generation: int, geometry: Geometry, frames: asyncio.Lock) -> None:
         """Have a live page of this geometry on the current browser, opening one if needed.
@@ -238,6 +240,7 @@ class PageSlot:
         await self.close()
         self.files = None
         self.tainted = False
+        self.crash_event = asyncio.Event()
         self.frame_lock = frames
         self.context = await browser.new_context(
             viewport={"width": geometry.width_px, "height": geometry.height_px},
@@ -283,6 +286,7 @@ class PageSlot:
 
     def _on_crash(self, _page: Page) -> None:
         self.crashed = True
+        self.crash_event.set()
 
     async def _on_request(self, route: Route) -> None:
         url = route.request.url

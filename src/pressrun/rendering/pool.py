@@ -207,7 +207,7 @@ class ChromiumInstance:
             await self._open_page(slot, geometry)
         try:
             async with asyncio.timeout(self.settings.timeout_s):
-                return await self._unless_browser_dies(self._steps(slot, html, options, asset_root))
+                return await self._unless_browser_dies(self._steps(slot, html, options, asset_root), slot)
         except TimeoutError:
             await slot.close()
             raise RenderTimeoutError(
@@ -241,21 +241,27 @@ class ChromiumInstance:
             return await slot.pdf(options), options.output_size_px
         return await slot.screenshot(options)
 
-    async def _unless_browser_dies(self, work: Coroutine[Any, Any, Any]) -> Any:
-        """Await ``work``, but give up at once if the browser disconnects: some Playwright calls in
-        flight at that moment never settle."""
-        disconnected = self._disconnected
+    async def _unless_browser_dies(self, work: Coroutine[Any, Any, Any], slot: PageSlot | None = None) -> Any:
+        """Await ``work``, but give up at once if the browser disconnects or ``slot``'s page crashes:
+        a Playwright call in flight at that moment may never settle (a killed renderer process
+        otherwise held the row until its timeout)."""
+        watched = [self._disconnected.wait()]
+        if slot is not None:
+            watched.append(slot.crash_event.wait())
         work_task = asyncio.ensure_future(work)
-        watch_task = asyncio.ensure_future(disconnected.wait())
+        watch_tasks = [asyncio.ensure_future(waiter) for waiter in watched]
         try:
-            await asyncio.wait({work_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({work_task, *watch_tasks}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            watch_task.cancel()
+            for task in watch_tasks:
+                task.cancel()
             if not work_task.done():
                 work_task.cancel()
                 with contextlib.suppress(BaseException):
                     await work_task
         if work_task.cancelled():
+            if slot is not None and slot.crash_event.is_set():
+                raise RenderCrashError("the page crashed while rendering this row (its renderer process died)")
             raise RenderCrashError("Chromium exited while rendering this row")
         return work_task.result()
 

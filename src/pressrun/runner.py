@@ -9,6 +9,7 @@ row never stops the run, a file that cannot be written (disk full) does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -143,12 +144,13 @@ async def render_all(
 
     def record_failure(row: Row, exc: BaseException) -> None:
         nonlocal errors_file
-        if errors_file is None:
-            errors_file = errors_path.open("a", encoding="utf-8")
-            report.errors_path = errors_path
-        entry = {"row": row.number, **error_body(exc)}
-        errors_file.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-        errors_file.flush()
+        with output_errors(errors_path):
+            if errors_file is None:
+                errors_file = errors_path.open("a", encoding="utf-8")
+                report.errors_path = errors_path
+            entry = {"row": row.number, **error_body(exc)}
+            errors_file.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+            errors_file.flush()
         report.failed += 1
 
     def tick() -> None:
@@ -199,11 +201,20 @@ async def render_all(
     workers = concurrency * 2
     try:
         async with ChromiumRenderer(settings.render, driver=driver) as renderer:
-            tasks = [asyncio.create_task(work(renderer)) for _ in range(workers)]
-            await asyncio.gather(produce(), *tasks)
+            tasks = [asyncio.create_task(produce()), *(asyncio.create_task(work(renderer)) for _ in range(workers))]
+            try:
+                await asyncio.gather(*tasks)
+            except BaseException:
+                # The run cannot go on (a full disk; Chromium cannot be restarted): stop every
+                # worker before the browser closes under them, so none reports it as its own failure.
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
     finally:
         if errors_file is not None:
-            errors_file.close()
+            with contextlib.suppress(OSError):  # a full disk: the error being raised says so
+                errors_file.close()
     if report.errors_path is not None:
         with output_errors():
             sort_errors_file(report.errors_path)
@@ -234,18 +245,26 @@ def reserved_names(spec: RunSpec) -> list[str]:
 
 
 @contextmanager
-def output_errors() -> Iterator[None]:
-    """An OSError writing the run's files (disk full, permissions) stops the run with a clear OutputError."""
+def output_errors(path: Path | None = None) -> Iterator[None]:
+    """An OSError writing the run's files (disk full, permissions) stops the run with a clear OutputError
+    naming the file (``path`` when the error itself does not say)."""
     try:
         yield
     except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        raise OutputError(f"cannot write{where}: {exc.strerror or exc}", file=exc.filename) from exc
+        where = exc.filename or path
+        raise OutputError(f"cannot write{f' {where}' if where else ''}: {exc.strerror or exc}",
+                          file=str(where) if where else None) from exc
 
 
 def write_output(path: Path, data: bytes) -> None:
-    with output_errors():
-        path.write_bytes(data)
+    """Write a row's file; on failure leave no partial file behind to pass for a result."""
+    with output_errors(path):
+        try:
+            path.write_bytes(data)
+        except OSError:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
 
 
 def sort_errors_file(path: Path) -> None:

@@ -192,3 +192,17 @@ def test_a_row_whose_template_crashes_the_interpreter_fails_alone(tmp_path):
     [error] = read_errors(out)
     assert error["row"] == 2 and error["code"] == "template_crashed", error
     assert "SIGSEGV" in error["message"]
+
+
+def test_an_output_that_cannot_be_written_stops_the_run_cleanly(tmp_path):
+    # A full disk in production; here row 2's file name is taken by a folder. Other workers were
+    # left running while the browser closed under them: tracebacks, "unexpected error" logs.
+    template = make_template(tmp_path / "tpl", "<p>{{ name }}</p>\n", SMALL_MANIFEST)
+    data = write_csv(tmp_path / "rows.csv", ["name"], [[f"r{i}"] for i in range(1, 41)])
+    out = tmp_path / "out"
+    (out / "02.png").mkdir(parents=True)
+    run = render(template, data, out)
+
+    assert run.exit_code == 2, run
+    assert "Traceback" not in run.stderr and "unexpected error" not in run.stderr, run
+    assert f"error: cannot write {out / '02.png'}" in run.stderr, run

@@ -89,3 +89,19 @@ def test_an_output_that_cannot_be_written_stops_the_run_with_a_clear_error(tmp_p
     with pytest.raises(OutputError) as caught:
         write_output(tmp_path / "afile" / "1.png", b"x")
     assert caught.value.message == f"cannot write {tmp_path / 'afile' / '1.png'}: Not a directory"
+
+
+def test_a_file_the_disk_filled_up_half_way_is_not_left_behind(tmp_path, monkeypatch):
+    import errno
+
+    target = tmp_path / "7.png"
+
+    def half_then_full(self, data):
+        with open(self, "wb") as f:
+            f.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(target), "write_bytes", half_then_full)
+    with pytest.raises(OutputError, match=f"cannot write {target}: No space left on device"):
+        write_output(target, b"x" * 1000)
+    assert not target.exists(), "a truncated file would pass for a rendered row"

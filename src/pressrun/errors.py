@@ -24,6 +24,7 @@ dispatcher). :func:`error_body` turns any of them into the one dict shape that i
     │   ├── BlockedUrlError            blocked_url               (render tried to load a URL the policy refuses)
     │   ├── AssetLoadError             asset_load_failed         (an allowed image/font failed to load)
     │   ├── SelectorNotFoundError      selector_not_found        (no element matches the capture selector)
+    │   ├── ScriptError                script_error              (a template script threw; JavaScript mode)
     │   ├── RenderTimeoutError         render_timeout            (Chromium did not finish in time)
     │   ├── EmptyOutputError           empty_output              (Chromium returned an empty capture)
     │   └── RenderCrashError           render_crashed   retryable (browser or page crashed mid-render)
@@ -118,6 +119,10 @@ class BlockedUrlError(RowError):
 
 class AssetLoadError(RowError):
     code = "asset_load_failed"
+
+
+class ScriptError(RowError):
+    code = "script_error"
 
 
 class SelectorNotFoundError(RowError):

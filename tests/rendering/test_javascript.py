@@ -4,10 +4,12 @@ frame control, and the network policy and the row timeout still hold."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from tests.conftest import open_image
 
-from pressrun.errors import BlockedUrlError, RenderTimeoutError
+from pressrun.errors import AssetLoadError, BlockedUrlError, RenderTimeoutError, ScriptError
 from pressrun.models import OutputFormat, RenderOptions
 from pressrun.rendering import ChromiumRenderer
 from pressrun.settings import RenderSettings
@@ -91,3 +93,30 @@ async def test_a_script_that_never_returns_times_out_and_the_next_row_renders(re
     with pytest.raises(RenderTimeoutError):
         await colour(renderer, "<script>while (true) {}</script>")
     assert await colour(renderer, "<script>document.body.style.background = 'rgb(0,255,0)';</script>") == GREEN
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ("<script>drawChart(document.body);</script>", "drawChart is not defined (line 1"),
+        ("<script>window.pressrunReady = false;"
+         "setTimeout(() => { throw new Error('async boom'); }, 50);</script>", "async boom"),
+        ("<script>Promise.reject(new TypeError('no data'));</script>", "unhandled promise rejection: TypeError: no data"),
+    ],
+    ids=["while-loading", "after-ready-false", "rejected-promise"],
+)
+async def test_a_failing_script_fails_its_row_with_its_error(renderer, body, fragment):
+    # It was invisible: the first rendered a blank page as a success, the second waited for the
+    # timeout and said only render_timeout.
+    started = time.monotonic()
+    with pytest.raises(ScriptError) as caught:
+        await colour(renderer, body)
+    assert caught.value.code == "script_error"
+    assert fragment in caught.value.message, caught.value.message
+    assert time.monotonic() - started < 2.5  # the render timeout is 3 s
+    assert await colour(renderer, "<script>document.body.style.background = 'rgb(0,0,255)';</script>") == BLUE
+
+
+async def test_an_image_that_fails_to_load_is_not_taken_for_a_script_error(renderer):
+    with pytest.raises(AssetLoadError):  # reported as the asset it is
+        await colour(renderer, "<img src='missing.png'>")

@@ -33,7 +33,7 @@ import pybase64
 from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Route
 from playwright.async_api import Error as PlaywrightError
 
-from pressrun.errors import AssetLoadError, BlockedUrlError, SelectorNotFoundError
+from pressrun.errors import AssetLoadError, BlockedUrlError, ScriptError, SelectorNotFoundError
 from pressrun.models import OutputFormat, RenderOptions
 from pressrun.rendering.assets import AssetCache
 from pressrun.rendering.policy import TEMPLATE_ORIGIN, NetworkPolicy, PassThrough, Refuse, ServeAsset
@@ -120,8 +120,11 @@ async ([html, allowSwap, put, mentionsUrl]) => {
     }
   }
   if (!(DOCUMENT_LOADED)()) return null;
-  // A script page that set window.pressrunReady = false is still drawing: wait for it to say true.
-  while (window.pressrunReady === false) await new Promise((resolve) => setTimeout(resolve, 10));
+  // A script page that set window.pressrunReady = false is still drawing: wait for it to say true
+  // (or for one of its scripts to fail: then it never will).
+  const scriptErrors = window.__pressrunErrors || [];
+  while (window.pressrunReady === false && !scriptErrors.length) await new Promise((resolve) => setTimeout(resolve, 10));
+  if (scriptErrors.length) return { scriptError: scriptErrors[0] };
   // Force style and layout so every font the page uses has started loading before we wait on them.
   void document.documentElement.getBoundingClientRect();
   await document.fonts.ready;
@@ -177,9 +180,25 @@ async ([html, allowSwap, put, mentionsUrl]) => {
     for (const url of urls) waits.push(probe(url));
   }
   await Promise.all(waits);
+  if (scriptErrors.length) return { scriptError: scriptErrors[0] };
   return broken;
 }
 """.replace("DOCUMENT_LOADED", DOCUMENT_LOADED.strip())
+
+# With JavaScript on, runs in every document before its own scripts: keeps the uncaught errors and
+# unhandled promise rejections of the template's scripts, which then fail the row (script_error)
+# instead of leaving a blank chart or holding the capture until the timeout.
+SCRIPT_ERRORS = r"""
+window.__pressrunErrors = [];
+window.addEventListener('error', (event) => {
+  if (!(event instanceof ErrorEvent)) return;  // a resource that failed to load: reported apart
+  const where = event.lineno ? ` (line ${event.lineno}${event.colno ? ':' + event.colno : ''})` : '';
+  window.__pressrunErrors.push(`${event.message || 'script error'}${where}`);
+});
+window.addEventListener('unhandledrejection', (event) => {
+  window.__pressrunErrors.push(`unhandled promise rejection: ${String(event.reason)}`);
+});
+"""
 
 ELEMENT_BOX = r"""
 (selector) => {
@@ -250,6 +269,8 @@ class PageSlot:
             accept_downloads=False,
         )
         await self.context.route("**/*", self._on_request)
+        if self.javascript:
+            await self.context.add_init_script(SCRIPT_ERRORS)
         self.page = await self.context.new_page()
         self.page.on("crash", self._on_crash)
         self.cdp = await self.context.new_cdp_session(self.page)
@@ -372,7 +393,7 @@ class PageSlot:
             args: list[Any] = [None, False, True, None]
         else:
             args = [html, allow_swap, True, None]
-        broken: list[str] | None = await self.call(LOAD_AND_SETTLE, args, drawing=self.javascript)
+        broken: list[str] | dict[str, str] | None = await self.call(LOAD_AND_SETTLE, args, drawing=self.javascript)
         polls = 0
         while broken is None:  # still loading (a stylesheet on its way): look again shortly
             self.raise_for_requests()
@@ -383,6 +404,9 @@ class PageSlot:
             again = [None, False, False, None if self.javascript else "url(" in html]
             broken = await self.call(LOAD_AND_SETTLE, again, drawing=self.javascript)
         self.raise_for_requests()
+        if isinstance(broken, dict):
+            raise ScriptError(f"the template's script failed: {shorten(broken['scriptError'])}",
+                              script_error=shorten(broken["scriptError"]))
         if broken:
             src = broken[0]
             if src.lower().startswith("file:"):

@@ -257,14 +257,16 @@ def output_errors(path: Path | None = None) -> Iterator[None]:
 
 
 def write_output(path: Path, data: bytes) -> None:
-    """Write a row's file; on failure leave no partial file behind to pass for a result."""
+    """Write a row's file by way of a temporary one renamed into place: a failed write (a full disk)
+    or a killed process leaves no partial file to pass for a result, nor removes an earlier one."""
+    partial = path.with_name(f".{path.name}.part")
     with output_errors(path):
         try:
-            path.write_bytes(data)
-        except OSError:
+            partial.write_bytes(data)
+            os.replace(partial, path)
+        finally:
             with contextlib.suppress(OSError):
-                path.unlink()
-            raise
+                partial.unlink()
 
 
 def sort_errors_file(path: Path) -> None:

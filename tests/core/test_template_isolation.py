@@ -189,3 +189,17 @@ def test_only_row_and_usage_errors_come_back_from_a_child_as_themselves():
     assert not isinstance(caught.value, TemplateSyntaxError)
     with pytest.raises(RowError):
         unpack({"error": "NoSuchClass", "message": "?", "details": "not a dict"})
+
+
+def test_a_closed_engine_starts_no_more_children():
+    from pressrun.errors import PressrunError
+
+    engine = IsolatedEngine(EngineConfig(), processes=1, memory_mb=512)
+    template = engine.compile(GOOD)
+    assert template.render({"name": "a"}) == "<p>A</p>"
+    engine.close()
+    engine.warm()
+    assert engine.pool.pids() == []
+    with pytest.raises(PressrunError, match="closed"):
+        template.render({"name": "b"})
+    assert engine.pool.pids() == []

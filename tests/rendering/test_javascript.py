@@ -120,3 +120,17 @@ async def test_a_failing_script_fails_its_row_with_its_error(renderer, body, fra
 async def test_an_image_that_fails_to_load_is_not_taken_for_a_script_error(renderer):
     with pytest.raises(AssetLoadError):  # reported as the asset it is
         await colour(renderer, "<img src='missing.png'>")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # A responsive chart resizing from its ResizeObserver: Chromium reports a "loop" ErrorEvent.
+        "<div id='box' style='width:10px;height:10px'></div><script>const box = document.getElementById('box');"
+        "new ResizeObserver(() => { box.style.width = (box.offsetWidth + 1) + 'px'; }).observe(box);"
+        "document.body.style.background = 'rgb(0,0,255)';</script>",
+    ],
+    ids=["resize-observer-loop"],
+)
+async def test_notices_that_are_not_failures_do_not_fail_the_row(renderer, body):
+    assert await colour(renderer, body) == BLUE

@@ -176,3 +176,23 @@ async def test_a_stylesheet_blink_never_applies_does_not_hold_the_row_until_the_
     result = await renderer.render(html, OPTIONS, asset_root=root)
     assert colour_at_centre(result.data) == (255, 255, 255)  # none of them applies
     assert time.monotonic() - started < 5  # the render timeout is 8 s
+
+
+async def test_a_refused_stylesheet_in_the_body_does_not_hold_later_rows(renderer, css_host):
+    # Rows 2 and on swap the body under the same document, which reuses the refused sheet unasked:
+    # no new fetch to see. The document remembers what it found refused.
+    started = time.monotonic()
+    for n in range(3):
+        html = f'<html><head></head><body><link rel="stylesheet" href="http://{css_host}/plain.css"><p>{n}</p></body></html>'
+        await renderer.render(html, OPTIONS)
+    assert time.monotonic() - started < 6
+
+
+async def test_with_javascript_a_refused_stylesheet_does_not_hold_the_row(css_host):
+    settings = RenderSettings(concurrency=1, browsers=1, timeout_s=8, javascript=True, allowed_hosts=[css_host])
+    async with ChromiumRenderer(settings) as renderer:
+        started = time.monotonic()
+        for n in range(2):
+            html = f'<html><head><link rel="stylesheet" href="http://{css_host}/plain.css?{n}"></head><body></body></html>'
+            await renderer.render(html, OPTIONS)
+        assert time.monotonic() - started < 6

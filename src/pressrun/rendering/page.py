@@ -64,17 +64,20 @@ DOCUMENT_LOADED = r"""
   if (document.readyState !== 'complete') return false;
   const since = document.__pressrunPutAt ?? 0;
   const fetched = (url) => performance.getEntriesByName(url).some((entry) => entry.startTime >= since);
+  // A sheet fetched and refused once is reused as refused by later rows of the document, unasked.
+  const known = (document.__pressrunRefused ??= new Set());
+  const refused = (url) => known.has(url) || (fetched(url) && known.add(url));
   const imported = (sheet) => {
     try {
       return [...sheet.cssRules].every((rule) => !(rule instanceof CSSImportRule) ||
-        (rule.styleSheet ? imported(rule.styleSheet) : fetched(new URL(rule.href, sheet.href || document.baseURI).href)));
+        (rule.styleSheet ? imported(rule.styleSheet) : refused(new URL(rule.href, sheet.href || document.baseURI).href)));
     } catch (e) { return true; }  // another origin's sheet: its rules cannot be read, it has loaded
   };
   for (const link of document.querySelectorAll('link[rel~="stylesheet" i]')) {
     if (link.__pressrunSettled || link.disabled || !(link.getAttribute('href') || '').trim()) continue;
     if (/\balternate\b/i.test(link.rel)) continue;  // never applied
     if (link.type && !/^\s*text\/css\s*(;.*)?$/i.test(link.type)) continue;  // a type Blink does not load
-    if (link.sheet ? !imported(link.sheet) : !fetched(link.href)) return false;
+    if (link.sheet ? !imported(link.sheet) : !refused(link.href)) return false;
     // In, or fetched and refused (it stays unused): a <head> link stays so for the rows to come.
     link.__pressrunSettled = true;
   }
@@ -94,7 +97,10 @@ DOCUMENT_LOADED = r"""
 LOAD_AND_SETTLE = r"""
 async ([html, allowSwap, put, mentionsUrl]) => {
   if (put) {
-    document.__pressrunPutAt = performance.now();
+    // Resource timing entries since this moment are this row's fetches (a navigated document, in
+    // JavaScript mode, has its own timeline: all of it counts). Cleared, so the buffer (250) never fills.
+    performance.clearResourceTimings();
+    document.__pressrunPutAt = html === null ? 0 : performance.now();
     if (html === null) {
       // The row's document was navigated to (JavaScript on): it is already in place.
       document.__pressrunHead = undefined;
@@ -110,7 +116,6 @@ async ([html, allowSwap, put, mentionsUrl]) => {
         for (const attr of parsed.documentElement.attributes) root.setAttribute(attr.name, attr.value);
         document.body.replaceWith(document.adoptNode(parsed.body));
       } else {
-        performance.clearResourceTimings();  // a new document: the load check reads its own fetches
         document.open();
         document.write(html);
         document.close();
@@ -192,11 +197,21 @@ SCRIPT_ERRORS = r"""
 window.__pressrunErrors = [];
 window.addEventListener('error', (event) => {
   if (!(event instanceof ErrorEvent)) return;  // a resource that failed to load: reported apart
+  // Chromium's notice that a ResizeObserver callback resized again (responsive charts do): no error.
+  if (event.error == null && /^ResizeObserver loop/.test(event.message || '')) return;
   const where = event.lineno ? ` (line ${event.lineno}${event.colno ? ':' + event.colno : ''})` : '';
   window.__pressrunErrors.push(`${event.message || 'script error'}${where}`);
 });
+const pressrunRejections = new Map();
 window.addEventListener('unhandledrejection', (event) => {
-  window.__pressrunErrors.push(`unhandled promise rejection: ${String(event.reason)}`);
+  const message = `unhandled promise rejection: ${String(event.reason)}`;
+  pressrunRejections.set(event.promise, message);
+  window.__pressrunErrors.push(message);
+});
+window.addEventListener('rejectionhandled', (event) => {  // handled after all, a moment later
+  const message = pressrunRejections.get(event.promise);
+  const at = window.__pressrunErrors.indexOf(message);
+  if (at >= 0) window.__pressrunErrors.splice(at, 1);
 });
 """
 
@@ -259,7 +274,7 @@ class PageSlot:
         await self.close()
         self.files = None
         self.tainted = False
-        self.crash_event = asyncio.Event()
+        self.crashed, self.crash_event = False, asyncio.Event()
         self.frame_lock = frames
         self.context = await browser.new_context(
             viewport={"width": geometry.width_px, "height": geometry.height_px},
@@ -290,7 +305,6 @@ class PageSlot:
             )
         self.generation = generation
         self.geometry = geometry
-        self.crashed = False
 
     def ready_for(self, generation: int, geometry: Geometry) -> bool:
         """Whether the page is open, alive, on the current browser and of this geometry."""
@@ -305,7 +319,9 @@ class PageSlot:
             except Exception:  # noqa: BLE001 - the browser may already be gone; nothing to clean up then
                 pass
 
-    def _on_crash(self, _page: Page) -> None:
+    def _on_crash(self, page: Page) -> None:
+        if page is not self.page:  # a page this slot has since replaced
+            return
         self.crashed = True
         self.crash_event.set()
 

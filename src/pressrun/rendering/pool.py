@@ -257,8 +257,9 @@ class ChromiumInstance:
                 task.cancel()
             if not work_task.done():
                 work_task.cancel()
-                with contextlib.suppress(BaseException):
-                    await work_task
+                # Wait for it to unwind without taking its outcome; a cancel of our own still
+                # propagates (suppressing BaseException here swallowed it).
+                await asyncio.wait({work_task})
         if work_task.cancelled():
             if slot is not None and slot.crash_event.is_set():
                 raise RenderCrashError("the page crashed while rendering this row (its renderer process died)")

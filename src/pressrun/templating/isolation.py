@@ -138,7 +138,7 @@ class ProcessPool:
         """Start the missing children now; a failure to start one waits for the first render to report it."""
         while True:
             with self._changed:
-                if self._count >= self.size:
+                if self._closed or self._count >= self.size:
                     return
                 self._count += 1
             try:
@@ -169,8 +169,8 @@ class ProcessPool:
         return sorted(child.process.pid for child in list(self._children) if child.alive())
 
     def close(self) -> None:
-        """Stop the children: idle ones now, busy ones when their render ends. A later render
-        starts new ones."""
+        """Stop the children: idle ones now, busy ones when their render ends. Final: a render
+        after it is an error."""
         with self._changed:
             self._closed = True
             idle, self._idle = self._idle, []
@@ -198,7 +198,8 @@ class ProcessPool:
     def _take(self) -> Child:
         deadline = time.monotonic() + WAIT_FOR_CHILD_S
         with self._changed:
-            self._closed = False
+            if self._closed:  # e.g. a worker thread still on its way in after the run stopped
+                raise PressrunError("the template processes are closed")
             while True:
                 while self._idle:
                     child = self._idle.pop()

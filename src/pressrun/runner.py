@@ -247,11 +247,11 @@ def reserved_names(spec: RunSpec) -> list[str]:
 @contextmanager
 def output_errors(path: Path | None = None) -> Iterator[None]:
     """An OSError writing the run's files (disk full, permissions) stops the run with a clear OutputError
-    naming the file (``path`` when the error itself does not say)."""
+    naming the file: ``path`` if given (the file the user knows, not a temporary one), else the error's."""
     try:
         yield
     except OSError as exc:
-        where = exc.filename or path
+        where = path or exc.filename
         raise OutputError(f"cannot write{f' {where}' if where else ''}: {exc.strerror or exc}",
                           file=str(where) if where else None) from exc
 

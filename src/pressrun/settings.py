@@ -45,7 +45,8 @@ class RenderSettings(BaseModel):
         30.0, gt=0, description="Per-row render time limit in seconds; a row past it fails with render_timeout."
     )
     recycle_after: int = Field(
-        2000, ge=1, description="Restart Chromium after this many renders, to keep memory flat."
+        2000, ge=1, description="Restart each Chromium after this many renders, to keep memory bounded "
+        "(renders already in flight finish first)."
     )
     chromium_path: str | None = Field(
         None,

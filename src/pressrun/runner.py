@@ -17,7 +17,7 @@ import time
 import zipfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from html import unescape
 from pathlib import Path
 from typing import IO
@@ -25,8 +25,8 @@ from typing import IO
 from playwright.async_api import Playwright
 
 from pressrun.data import Row, RowSource
-from pressrun.errors import EmptyOutputError, OutputError, PressrunError, RowError, error_body
-from pressrun.models import RenderOptions, RenderResult
+from pressrun.errors import OutputError, PressrunError, RowError, error_body
+from pressrun.models import RenderOptions
 from pressrun.naming import OutputNamer
 from pressrun.rendering import ChromiumRenderer
 from pressrun.settings import Settings
@@ -94,17 +94,20 @@ def prepare(spec: RunSpec, settings: Settings) -> Prepared:
     return Prepared(template, filename_template, total, engine)
 
 
+def engine_config(settings: Settings) -> EngineConfig:
+    t = settings.templating
+    return EngineConfig(locale=t.locale, strict=t.strict, timeout_s=t.timeout_s, max_output_chars=t.max_output_chars)
+
+
 def make_engine(settings: Settings) -> Engine:
     """An in-process engine, for one-off renders of a template author's own work (preview)."""
-    t = settings.templating
-    return Engine(locale=t.locale, strict=t.strict, timeout_s=t.timeout_s, max_output_chars=t.max_output_chars)
+    return Engine(**asdict(engine_config(settings)))
 
 
 def make_isolated_engine(settings: Settings) -> IsolatedEngine:
     """An engine whose templates render in child processes under hard time and memory limits."""
     t = settings.templating
-    config = EngineConfig(locale=t.locale, strict=t.strict, timeout_s=t.timeout_s, max_output_chars=t.max_output_chars)
-    return IsolatedEngine(config, processes=t.processes, memory_mb=t.memory_mb)
+    return IsolatedEngine(engine_config(settings), processes=t.processes, memory_mb=t.memory_mb)
 
 
 async def run_batch(
@@ -184,7 +187,6 @@ async def render_all(
                 html = await asyncio.to_thread(prepared.template.render, row.values)
                 document = build_document(html, stylesheet=spec.bundle.has_stylesheet)
                 result = await renderer.render(document, spec.options, asset_root=spec.bundle.asset_root)
-                check_not_empty(result)
                 await asyncio.to_thread(write_output, spec.out_dir / name, result.data)
                 report.completed += 1
                 report.outputs.append((row.number, name))
@@ -222,20 +224,6 @@ async def render_all(
     report.elapsed_s = time.perf_counter() - started
     finish_outputs(spec, report)
     return report
-
-
-def check_not_empty(result: RenderResult) -> None:
-    """An empty capture is a failed row, never a 0-byte file counted as rendered (Chromium answers
-    with no data, not an error, for an image its encoder cannot hold)."""
-    if not result.data:
-        width, height = result.width_px, result.height_px
-        raise EmptyOutputError(
-            f"Chromium returned an empty {result.format.value} for a {width}×{height} px capture;"
-            " a smaller size or another format may work",
-            format=result.format.value,
-            width=width,
-            height=height,
-        )
 
 
 def reserved_names(spec: RunSpec) -> list[str]:

@@ -19,9 +19,9 @@ from pressrun.background import cancel_and_wait
 from pressrun.db import connect, migrate, repo
 from pressrun.jobs.dispatcher import Dispatcher, TemplateCache
 from pressrun.rendering import ChromiumRenderer
+from pressrun.runner import make_isolated_engine
 from pressrun.settings import PlanSettings, Settings
 from pressrun.storage import LocalStorage, UrlSigner, load_or_create_secret
-from pressrun.templating.isolation import EngineConfig, IsolatedEngine
 from pressrun.webhooks.sender import WebhookSender
 from pressrun.webhooks.store import EventRecorder
 
@@ -35,13 +35,8 @@ class Service:
         self.db = db or connect(settings.resolved_database_url)
         self.storage = LocalStorage(settings.data_dir / "files")
         self.signer = UrlSigner(load_or_create_secret(settings.data_dir / "secret.key"))
-        t = settings.templating
         # Templates are untrusted: rows render in child processes with hard time and memory limits.
-        self.template_engine = IsolatedEngine(
-            EngineConfig(locale=t.locale, strict=t.strict, timeout_s=t.timeout_s, max_output_chars=t.max_output_chars),
-            processes=t.processes,
-            memory_mb=t.memory_mb,
-        )
+        self.template_engine = make_isolated_engine(settings)
         self.templates = TemplateCache(self.db, self.template_engine, self.storage)
         self.renderer = ChromiumRenderer(settings.render)
         self.events = EventRecorder(self.file_url, self.results_url)

@@ -13,10 +13,10 @@ from pypdf import PdfWriter
 from pressrun.errors import EmptyOutputError, OutputError, error_body
 from pressrun.models import OutputFormat, RenderResult
 from pressrun.rendering.pdf import merge_pdfs
+from pressrun.rendering.pool import check_not_empty
 from pressrun.runner import (
     RunReport,
     RunSpec,
-    check_not_empty,
     merge_outputs,
     reserved_names,
     sort_errors_file,

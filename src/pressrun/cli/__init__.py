@@ -264,7 +264,7 @@ def preview(
         with PrestartedDriver() as driver:
             # Imported here, while Playwright's driver starts on the other core.
             from pressrun.cli.paths import check_output_file
-            from pressrun.runner import check_not_empty, make_engine, write_output
+            from pressrun.runner import make_engine, write_output
             from pressrun.templating.bundle import build_document, load_template
 
             bundle = load_template(template)
@@ -275,7 +275,6 @@ def preview(
             compiled = make_engine(settings).compile(bundle.source, name=bundle.source_name)
             document = build_document(compiled.render(row), stylesheet=bundle.has_stylesheet)
             result = driver.run(render_one(settings, document, options, bundle, driver.playwright))
-            check_not_empty(result)
             out_path.parent.mkdir(parents=True, exist_ok=True)
             write_output(out_path, result.data)
     except RowError as exc:

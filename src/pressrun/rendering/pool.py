@@ -29,7 +29,7 @@ from playwright.async_api import Browser, Playwright
 from playwright.async_api import Error as PlaywrightError
 
 from pressrun.driver import start_playwright
-from pressrun.errors import RenderCrashError, RenderTimeoutError
+from pressrun.errors import EmptyOutputError, RenderCrashError, RenderTimeoutError
 from pressrun.models import OutputFormat, RenderOptions, RenderResult
 from pressrun.rendering.assets import AssetCache
 from pressrun.rendering.chromium import launch_chromium
@@ -190,13 +190,15 @@ class ChromiumInstance:
         if options.format is OutputFormat.PNG and self.settings.png_compress_level > 0:
             data = await asyncio.to_thread(recompress_png, data, self.settings.png_compress_level)
         width, height = size
-        return RenderResult(
+        result = RenderResult(
             data=data,
             format=options.format,
             width_px=width,
             height_px=height,
             render_ms=(time.perf_counter() - started) * 1000,
         )
+        check_not_empty(result)
+        return result
 
     async def _render_on(
         self, slot: PageSlot, html: str, options: RenderOptions, asset_root: Path | None
@@ -355,3 +357,17 @@ def geometry_for(options: RenderOptions) -> Geometry:
         width_in, height_in = options.pdf.page_inches(options.width_px, options.height_px)
         return Geometry(round(width_in * 96), round(height_in * 96), 1.0, False)
     return Geometry(options.width_px, options.height_px, options.scale, options.transparent)
+
+
+def check_not_empty(result: RenderResult) -> None:
+    """An empty capture is a failed row, never a 0-byte file counted as rendered (Chromium answers
+    with no data, not an error, for an image its encoder cannot hold)."""
+    if not result.data:
+        width, height = result.width_px, result.height_px
+        raise EmptyOutputError(
+            f"Chromium returned an empty {result.format.value} for a {width}×{height} px capture;"
+            " a smaller size or another format may work",
+            format=result.format.value,
+            width=width,
+            height=height,
+        )

@@ -4,12 +4,11 @@ document makes, on every row, checked against the network policy, including what
 from __future__ import annotations
 
 import http.server
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from tests.conftest import open_image
+from tests.conftest import loopback_server, open_image
 
 from pressrun.errors import AssetLoadError, BlockedUrlError
 from pressrun.models import OutputFormat, RenderOptions
@@ -46,11 +45,8 @@ class SlowStylesheetHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def css_host():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowStylesheetHandler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with loopback_server(SlowStylesheetHandler) as host:
+        yield host
 
 
 @pytest.fixture(scope="module")

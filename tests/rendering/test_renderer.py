@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import http.server
 import io
-import threading
 import time
 import unicodedata
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from PIL import Image
 from playwright.async_api import Error as PlaywrightError
 from pypdf import PdfReader
-from tests.conftest import open_image
+from tests.conftest import loopback_server, open_image
 
 from pressrun.errors import AssetLoadError, BlockedUrlError
 from pressrun.models import OutputFormat, PdfOptions, RenderOptions
@@ -206,11 +205,8 @@ class LateImageHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def late_image_host():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), LateImageHandler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with loopback_server(LateImageHandler) as host:
+        yield host
 
 
 @pytest.mark.parametrize(

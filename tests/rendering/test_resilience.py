@@ -6,12 +6,11 @@ import asyncio
 import http.server
 import os
 import signal
-import threading
 import time
 
 import psutil
 import pytest
-from tests.conftest import open_image
+from tests.conftest import loopback_server, open_image
 
 from pressrun.errors import BlockedUrlError, RenderTimeoutError
 from pressrun.models import OutputFormat, RenderOptions
@@ -38,12 +37,8 @@ class SlowHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def slow_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with loopback_server(SlowHandler) as host:
+        yield host
 
 
 async def browser_processes(renderer: ChromiumRenderer) -> list[psutil.Process]:
@@ -122,11 +117,8 @@ class AssetHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def asset_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AssetHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with loopback_server(AssetHandler) as host:
+        yield host
 
 
 async def test_allowed_host_loads_and_its_redirects_are_policed(asset_server):

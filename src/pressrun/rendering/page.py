@@ -379,23 +379,19 @@ class PageSlot:
         """Put ``html`` on the page and wait until it is ready to capture; raise on blocked/broken loads."""
         assert self.page is not None
         files = (asset_root, files_version(asset_root))
-        if files != self.files:
-            # Another template's files, or this template's changed since the page last showed
-            # them: Blink would serve the old image for the same URL from the document's own
-            # cache, so start from a new document.
-            if self.files is not None and not self.javascript:  # with JavaScript every row is a new document
-                await self.navigate("load")
+        # A new document when the page shows another template's files, or this template's changed
+        # since (Blink would serve the old image for the same URL from the document's own cache),
+        # or when the previous row failed a request: that taints the document, since requests its
+        # <head> made (a stylesheet's @import, a web font) are not made again for a swapped body,
+        # nor for a rewritten one (it keeps its failed resources and reuses them without asking).
+        files_changed = files != self.files
+        if files_changed or self.tainted:
             allow_swap = False
-            self.files = files
+            # With JavaScript every row is a new document anyway; a page's first row has one.
+            if not self.javascript and (self.tainted or self.files is not None):
+                await self.navigate("load")
+        self.files = files
         self.asset_root = asset_root
-        # A row whose document failed a request taints the document: requests its <head> made (a
-        # stylesheet's @import, a web font) are not made again for a swapped body, nor for a
-        # rewritten one (the document keeps its failed resources and reuses them without asking),
-        # so the next row starts from a new document, to be checked the same way.
-        if self.tainted:
-            if not self.javascript:  # with JavaScript every row is a new document anyway
-                await self.navigate("load")
-            allow_swap = False
         self.blocked.clear()
         self.missing.clear()
         self.failed.clear()

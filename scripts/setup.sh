@@ -33,6 +33,7 @@ have_chromium() {
     || command -v google-chrome >/dev/null 2>&1
 }
 have_font() { fc-list 2>/dev/null | grep -i "$1" >/dev/null; }  # no -q: SIGPIPE + pipefail
+have_library() { { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep -F "$1" >/dev/null; }
 
 apt_packages=()
 have_chromium || apt_packages+=(chromium)
@@ -46,6 +47,8 @@ command -v fc-list >/dev/null 2>&1 || apt_packages+=(fontconfig)
 have_font "Noto Sans CJK" || apt_packages+=(fonts-noto-cjk)
 have_font "Noto Color Emoji" || apt_packages+=(fonts-noto-color-emoji)
 { have_font "Noto Sans Arabic" && have_font "Noto Sans Hebrew"; } || apt_packages+=(fonts-noto-core)
+# libseccomp: template processes deny themselves sockets, programs and root's system calls with it.
+have_library libseccomp.so.2 || apt_packages+=(libseccomp2)
 
 if [ ${#apt_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -12,6 +12,10 @@ leaks in):
   (``template_timeout``); the engine's own budget usually answers first, with a clearer message;
 - a child that dies (a crash in C) fails only the row it was rendering (``template_crashed``);
 - a killed or dead child is replaced on the next render; one child renders one row at a time;
+- each child confines itself once it has imported the engine (pressrun.templating.confine: no
+  file reads outside Python's installation, no writes, sockets, programs or signals), in case a
+  template ever escapes the sandbox; it reports what it applied with its first answer, and the pool
+  logs a warning once when a layer is missing (an old kernel, no libseccomp);
 - a child compiles a template once (its start-up and that compile are not the row's time), then
   rows travel without the source; children get a minimal environment, and answer in JSON, so the
   parent never unpickles anything a child (running untrusted code) sends.
@@ -27,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import pickle
 import signal
@@ -51,6 +56,8 @@ from pressrun.errors import (
     TemplateTimeoutError,
     UsageError,
 )
+
+log = logging.getLogger(__name__)
 
 # How long past the engine's own time budget a child may take before it is killed: the engine
 # checks its budget between steps and answers with a clear message when it can.
@@ -130,6 +137,7 @@ class ProcessPool:
         self._closed = False
         self._changed = threading.Condition()
         self._children: weakref.WeakSet[Child] = weakref.WeakSet()
+        self._warned_confinement = False
         # A child also ends by itself when this process exits (its socket closes); this ends them
         # when the pool is dropped.
         weakref.finalize(self, stop_children, self._children)
@@ -189,11 +197,25 @@ class ProcessPool:
                 if "error" in reply:
                     return reply
                 child.compiled.add(template.key)
+                self._note_confinement(child, reply.get("confinement"))
             reply = child.ask(request, self.config.timeout_s, "render the row")
             if not reply.get("uncompiled"):
                 return reply
             child.compiled.discard(template.key)  # the child dropped it from its cache: send it again
         raise PressrunError("a template process keeps dropping the template it is given")
+
+    def confinement(self) -> list[dict[str, Any]]:
+        """What each live child that has answered reports of its confinement (diagnostics, tests)."""
+        return [child.confinement for child in list(self._children) if child.alive() and child.confinement]
+
+    def _note_confinement(self, child: Child, confinement: dict[str, Any] | None) -> None:
+        """Remember what a child reports; say once per pool when a layer is missing (an old
+        kernel, no libseccomp): the Jinja sandbox is then the only barrier."""
+        child.confinement = confinement
+        if confinement and confinement["notes"] and not self._warned_confinement:
+            self._warned_confinement = True
+            log.warning("template processes run without part of their confinement: %s",
+                        "; ".join(confinement["notes"]))
 
     def _take(self) -> Child:
         deadline = time.monotonic() + WAIT_FOR_CHILD_S
@@ -251,7 +273,8 @@ class Child:
         env = {name: value for name, value in os.environ.items() if name in CHILD_ENVIRONMENT or name.startswith("LC_")}
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(theirs.fileno()), json.dumps(asdict(config)), str(memory_mb)],
+                # -P: the working directory stays off sys.path (a jinja2.py there must not be imported).
+                [sys.executable, "-P", "-m", __name__, str(theirs.fileno()), json.dumps(asdict(config)), str(memory_mb)],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 env=env,
@@ -263,6 +286,7 @@ class Child:
             theirs.close()
         self.connection = Connection(ours.detach())
         self.compiled: set[str] = set()  # keys of the templates this child has compiled
+        self.confinement: dict[str, Any] | None = None  # what confine() applied, from its first answer
         # An answer is at most the engine's output limit (4 bytes a character) plus its envelope.
         self.max_reply_bytes = 4 * config.max_output_chars + (1 << 20)
 
@@ -334,9 +358,11 @@ def serve(connection: Connection, config: EngineConfig, memory_mb: int) -> None:
     """The child's loop: compile and render what the parent sends, until the socket closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
     limit_memory(memory_mb)
+    from pressrun.templating.confine import confine
     from pressrun.templating.engine import Engine
 
     engine = Engine(**asdict(config))
+    confinement = asdict(confine())  # after every import the engine needs, before the first request
     compiled: OrderedDict[str, Any] = OrderedDict()
     while True:
         try:
@@ -345,6 +371,8 @@ def serve(connection: Connection, config: EngineConfig, memory_mb: int) -> None:
             return
         try:
             reply = answer(request, engine, compiled, memory_mb)
+            if reply.get("ok"):
+                reply["confinement"] = confinement
             data = json.dumps(reply, default=str).encode()
         except MemoryError:
             data = json.dumps(out_of_memory(memory_mb)).encode()

@@ -3,14 +3,14 @@ printing a Python repr (which leaks internals and memory addresses)."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from pressrun.errors import ExpressionError, MissingVariableError
 from pressrun.templating import Engine
-from pressrun.templating.variables import check_printable
+from pressrun.templating.variables import TICK_EVERY_VALUES, check_printable
 
 ROW = {"order": {}, "name": "ada", "items": ["a", "b"], "d": {"k": 1}}
 
@@ -153,18 +153,40 @@ def test_data_is_still_made_text(template: str, expected: str) -> None:
     assert Engine().compile(template).render(ROW) == expected
 
 
+class TooManyValues(Exception):
+    pass
+
+
+def ticks_for(most_values: int) -> Callable[[], None]:
+    """A tick for check_printable, which calls it every TICK_EVERY_VALUES values it visits, that stops
+    the check once it is called more often than visiting ``most_values`` values needs: a check that
+    went through a shared container twice, or round a cycle, fails at once instead of running for
+    minutes or forever."""
+    ticks = 0
+
+    def tick() -> None:
+        nonlocal ticks
+        ticks += 1
+        if ticks > most_values // TICK_EVERY_VALUES:
+            raise TooManyValues(f"visited more than {most_values} values")
+
+    return tick
+
+
 def test_shared_and_cyclic_containers_are_checked_once_each() -> None:
-    """No budget, so no way around the check by size; and no way to make it loop or take long."""
-    shared = [[[1] * 1000] * 1000] * 1000  # a billion values, 1,002 lists
+    """No budget, so no way around the check by size; and no way to make it loop or take long.
+
+    Counted, not timed: visiting each distinct container once takes no more ticks than its values
+    need (here none: 3,010 values at most, a tick every 10,000); a revisit of the shared list would
+    add a million values, and a cycle would never end."""
+    shared = [[[1] * 1000] * 1000] * 1000  # a billion values, in 3 distinct lists of 1,000
     cyclic: list[Any] = [1]
     cyclic.append(cyclic)
-    started_s = time.monotonic()
-    check_printable(shared)
-    check_printable(cyclic)
-    check_printable({"a": cyclic, "b": [shared, {"k": cyclic}]})
-    assert time.monotonic() - started_s < 0.5
+    check_printable(shared, ticks_for(3 * 1000))
+    check_printable(cyclic, ticks_for(2))
+    check_printable({"a": cyclic, "b": [shared, {"k": cyclic}]}, ticks_for(4 + 2 + 2 + 3 * 1000 + 2))
     with pytest.raises(ExpressionError, match="'len' is a function"):
-        check_printable([shared, cyclic, {"k": [len]}])
+        check_printable([shared, cyclic, {"k": [len]}], ticks_for(3 + 3 * 1000 + 2 + 2 + 1))
 
 
 def test_dict_views_are_checked_item_by_item() -> None:

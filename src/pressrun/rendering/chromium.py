@@ -1,4 +1,4 @@
-"""Finding and launching Chromium: the one seam where Playwright's launch errors become ours."""
+"""Finding and launching Chromium (its process and pipe: bridge.py): launch errors become ours here."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import os
 import shutil
 from pathlib import Path
 
-from playwright.async_api import Browser, Playwright
 from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Playwright
 
 from pressrun.errors import BrowserUnavailableError
+from pressrun.rendering.bridge import Chromium
 
 # Chromium's headless shell first: the same engine without the desktop browser's UI layers, and
 # what Playwright itself launches for headless runs. It captures and prints markedly faster.
@@ -87,20 +88,23 @@ def find_chromium(configured: str | None) -> str | None:
     return None
 
 
-async def launch_chromium(playwright: Playwright, configured_path: str | None) -> Browser:
-    executable = find_chromium(configured_path)
+async def launch_chromium(playwright: Playwright, configured_path: str | None) -> Chromium:
+    """Start Chromium (see pressrun.rendering.bridge) with pressrun's flags; Playwright drives it."""
+    if not hasattr(os, "posix_spawn"):
+        raise BrowserUnavailableError("pressrun renders on Linux and macOS: it starts Chromium with a DevTools "
+                                      "pipe, which needs posix_spawn (on Windows, use WSL)")
+    executable = find_chromium(configured_path) or playwright.chromium.executable_path
     args = [*LAUNCH_ARGS, *FRAME_CONTROL_ARGS, *TILE_ARGS]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         # Chromium refuses to start as root with its sandbox on; renders are still confined by the
         # network policy and (by default) have JavaScript disabled.
         args.append("--no-sandbox")
     try:
-        return await playwright.chromium.launch(executable_path=executable, args=args, headless=True)
-    except PlaywrightError as exc:
-        where = executable or "Playwright's bundled Chromium"
+        return await Chromium.launch(playwright, executable, args)
+    except (OSError, PlaywrightError) as exc:
+        reason = exc.message.splitlines()[0] if isinstance(exc, PlaywrightError) else (exc.strerror or str(exc))
         raise BrowserUnavailableError(
-            f"could not start Chromium ({where}): {exc.message.splitlines()[0]}; "
+            f"could not start Chromium ({executable}): {reason}; "
             "run `make setup` to install it, or set PRESSRUN_CHROMIUM_PATH to a Chromium executable",
             setting="PRESSRUN_CHROMIUM_PATH",
         ) from exc
-

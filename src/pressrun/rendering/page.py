@@ -30,12 +30,13 @@ from typing import Any, Literal
 from urllib.parse import urljoin
 
 import pybase64
-from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Route
+from playwright.async_api import BrowserContext, CDPSession, Page, Route
 from playwright.async_api import Error as PlaywrightError
 
 from pressrun.errors import AssetLoadError, BlockedUrlError, ScriptError, SelectorNotFoundError
 from pressrun.models import OutputFormat, RenderOptions
 from pressrun.rendering.assets import AssetCache
+from pressrun.rendering.bridge import CdpBridge, Chromium
 from pressrun.rendering.policy import TEMPLATE_ORIGIN, NetworkPolicy, PassThrough, Refuse, ServeAsset
 
 MAX_REDIRECTS = 5
@@ -227,6 +228,26 @@ ELEMENT_BOX = r"""
 """
 
 
+class DirectSession:
+    """A page's CDP session whose commands go straight down Chromium's pipe (rendering/bridge.py),
+    not through Playwright's driver: the commands every row sends. Events on the session still
+    reach Playwright, which opened it."""
+
+    def __init__(self, session: CDPSession, bridge: CdpBridge, session_id: str) -> None:
+        self.session, self.bridge, self.session_id = session, bridge, session_id
+
+    @classmethod
+    async def over(cls, session: CDPSession, bridge: CdpBridge) -> DirectSession:
+        info = await session.send("Target.getTargetInfo")
+        session_id = bridge.session_for(info["targetInfo"]["targetId"])
+        if session_id is None:  # the bridge saw no attach for this page: a bug, not a row's fault
+            raise PlaywrightError("the page's CDP session is unknown to the pipe bridge")
+        return cls(session, bridge, session_id)
+
+    async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self.bridge.send(self.session_id, method, params)
+
+
 @dataclass(frozen=True)
 class Geometry:
     width_px: int
@@ -249,7 +270,7 @@ class PageSlot:
     frame_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     context: BrowserContext | None = None
     page: Page | None = None
-    cdp: CDPSession | None = None
+    cdp: DirectSession | None = None
     generation: int = -1
     geometry: Geometry | None = None
     asset_root: Path | None = None
@@ -264,11 +285,12 @@ class PageSlot:
     # Set when the page's renderer process dies: a call in flight to a dead page may never settle.
     crash_event: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def ensure(self, browser: Browser, generation: int, geometry: Geometry, frames: asyncio.Lock) -> None:
+    async def ensure(self, chromium: Chromium, generation: int, geometry: Geometry, frames: asyncio.Lock) -> None:
         """Have a live page of this geometry on the current browser, opening one if needed.
 
         ``frames`` is the browser's frame lock, shared by all its pages.
         """
+        browser = chromium.browser
         if self.ready_for(generation, geometry):
             return
         await self.close()
@@ -288,7 +310,7 @@ class PageSlot:
             await self.context.add_init_script(SCRIPT_ERRORS)
         self.page = await self.context.new_page()
         self.page.on("crash", self._on_crash)
-        self.cdp = await self.context.new_cdp_session(self.page)
+        self.cdp = await DirectSession.over(await self.context.new_cdp_session(self.page), chromium.bridge)
         await self.navigate("load")
         try:
             await self.begin_frame({"noDisplayUpdates": True})

@@ -32,6 +32,7 @@ from pressrun.driver import start_playwright
 from pressrun.errors import EmptyOutputError, RenderCrashError, RenderTimeoutError
 from pressrun.models import OutputFormat, RenderOptions, RenderResult
 from pressrun.rendering.assets import AssetCache
+from pressrun.rendering.bridge import Chromium
 from pressrun.rendering.chromium import launch_chromium
 from pressrun.rendering.encode import recompress_png
 from pressrun.rendering.page import Geometry, PageSlot
@@ -121,6 +122,7 @@ class ChromiumInstance:
         self.rendered = 0  # renders finished (successfully or not) on this instance
         self._assets = AssetCache()
         self._playwright: Playwright | None = None
+        self._chromium: Chromium | None = None  # the process, its pipe, and Playwright's Browser over it
         self._browser: Browser | None = None
         self.frame_control = False  # whether its pages draw only on request (chromium.py), as last seen
         self._frame_lock = asyncio.Lock()  # one frame at a time per browser (page.PageSlot.frame_lock)
@@ -152,16 +154,18 @@ class ChromiumInstance:
     async def close(self) -> None:
         if self._recycle_task is not None:
             self._recycle_task.cancel()
-        if self._browser is not None:
-            try:
-                await self._browser.close()
-            except PlaywrightError:
-                pass
-        self._browser = self._playwright = None
+        if self._chromium is not None:
+            await self._chromium.close()
+        self._chromium = self._browser = self._playwright = None
 
     def is_connected(self) -> bool:
         """Chromium is up (or being restarted after a crash or recycle, which the next render awaits)."""
         return self._browser is not None and (self._browser.is_connected() or not self._open_gate.is_set())
+
+    @property
+    def process_id(self) -> int | None:
+        """The process id of the Chromium this instance started (its main process), if running."""
+        return self._chromium.pid if self._chromium is not None else None
 
     async def browser_pid(self) -> int | None:
         """The browser's process id, as Chromium itself reports it (crash tests, diagnostics)."""
@@ -227,7 +231,7 @@ class ChromiumInstance:
             # Opening a page is the pool's cost, not the row's: it has its own budget, so a short
             # render.timeout_s cannot fail every row on a busy machine.
             async with asyncio.timeout(PAGE_OPEN_TIMEOUT_S):
-                await self._unless_browser_dies(slot.ensure(self._browser, self._generation, geometry, self._frame_lock))
+                await self._unless_browser_dies(slot.ensure(self._chromium, self._generation, geometry, self._frame_lock))
                 self.frame_control = slot.frame_control
         except TimeoutError:
             await slot.close()
@@ -321,20 +325,17 @@ class ChromiumInstance:
 
     async def _launch(self) -> None:
         assert self._playwright is not None
-        browser = await launch_chromium(self._playwright, self.settings.chromium_path)
+        chromium = await launch_chromium(self._playwright, self.settings.chromium_path)
         disconnected = asyncio.Event()
-        browser.on("disconnected", lambda _browser: disconnected.set())
-        self._browser, self._disconnected = browser, disconnected
+        chromium.browser.on("disconnected", lambda _browser: disconnected.set())
+        self._chromium, self._browser, self._disconnected = chromium, chromium.browser, disconnected
 
     async def _restart_browser(self, reason: str) -> None:
         assert self._playwright is not None
-        old = self._browser
+        old = self._chromium
         log.info("restarting Chromium (%s) after %d renders", reason, self._renders_since_launch)
         if old is not None:
-            try:
-                await old.close()
-            except PlaywrightError:
-                pass
+            await old.close()
         await self._launch()
         self._generation += 1
         self._renders_since_launch = 0

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 
 
 async def nap(wake: asyncio.Event, seconds: float) -> None:
     """Sleep until ``wake`` is set or ``seconds`` pass, whichever comes first; ``wake`` is re-armed."""
     wake.clear()
-    try:
-        await asyncio.wait_for(wake.wait(), seconds)
-    except TimeoutError:
-        pass
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that arrives in the
+    # same turn as the wake-up (it returns the finished wait instead), and the caller's loop then
+    # naps again with nobody left to cancel it. Service.stop() wakes and cancels together.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await wake.wait()
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[object]]) -> None:

@@ -147,8 +147,9 @@ class CdpBridge:
         if self._server is not None:
             self._server.close()
         if self._client is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._client.close(), 1)
+            with contextlib.suppress(Exception):  # not CancelledError: asyncio.timeout passes it on
+                async with asyncio.timeout(1):
+                    await self._client.close()
         self._writer.close()
         if self._pump is not None:
             self._pump.cancel()
@@ -304,7 +305,8 @@ class Chromium:
 
     async def close(self) -> None:
         with contextlib.suppress(PlaywrightError, TimeoutError):  # a browser that died has nothing to close
-            await asyncio.wait_for(self.browser.close(), EXIT_GRACE_S)
+            async with asyncio.timeout(EXIT_GRACE_S):
+                await self.browser.close()
         await self.bridge.close()
         await stop_process(self.pid)
         await asyncio.to_thread(shutil.rmtree, self.profile, True)

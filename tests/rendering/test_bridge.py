@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -21,7 +24,7 @@ from pressrun.driver import start_playwright
 from pressrun.errors import BrowserUnavailableError
 from pressrun.models import OutputFormat, RenderOptions
 from pressrun.rendering import ChromiumRenderer
-from pressrun.rendering.bridge import DIRECT_ID_BASE, CdpBridge
+from pressrun.rendering.bridge import DIRECT_ID_BASE, PROFILE_PREFIX, CdpBridge
 from pressrun.rendering.chromium import launch_chromium
 from pressrun.rendering.page import DirectSession
 from pressrun.settings import RenderSettings
@@ -182,3 +185,76 @@ async def test_a_chromium_that_exits_at_once_is_reported_quickly(playwright, tmp
         await launch_chromium(playwright, str(fake))
     assert str(fake) in caught.value.message and "cannot open display" in caught.value.message
     assert time.monotonic() - started < 10  # not the 30 s connect timeout
+
+
+async def test_a_crashed_page_fails_the_commands_waiting_on_it_at_once(chromium):
+    session = await page_session(chromium)
+    never = asyncio.ensure_future(
+        session.send("Runtime.evaluate", {"expression": "new Promise(() => {})", "awaitPromise": True})
+    )
+    await asyncio.sleep(0.2)
+    renderers = [p for p in psutil.Process(chromium.pid).children(recursive=True) if "--type=renderer" in p.cmdline()]
+    assert renderers
+    for renderer in renderers:
+        renderer.kill()
+    with pytest.raises(Exception, match="has been closed"):
+        await asyncio.wait_for(never, 5)  # Inspector.targetCrashed: not the page-open timeout
+
+
+async def test_chromium_inherits_no_descriptor_but_its_pipe(playwright):
+    leaked_r, leaked_w = os.pipe()
+    os.set_inheritable(leaked_w, True)  # as a supervisor's socket or make's jobserver pipe would be
+    try:
+        chromium = await launch_chromium(playwright, os.environ.get("PRESSRUN_CHROMIUM_PATH"))
+        try:
+            target = os.readlink(f"/proc/self/fd/{leaked_w}")
+            theirs = [os.readlink(f"/proc/{chromium.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{chromium.pid}/fd")]
+            assert target not in theirs
+        finally:
+            await chromium.close()
+    finally:
+        os.close(leaked_r)
+        os.close(leaked_w)
+
+
+async def test_a_launch_cancelled_at_any_point_leaves_no_chromium_and_no_profile(playwright):
+    before = {p.pid for p in psutil.Process().children()}
+    profiles = set(Path(tempfile.gettempdir()).glob(f"{PROFILE_PREFIX}{os.getpid()}-*"))
+    for turns in (1, 2, 3, 5, 8, 13, 40):
+        launching = asyncio.ensure_future(launch_chromium(playwright, os.environ.get("PRESSRUN_CHROMIUM_PATH")))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        launching.cancel()
+        done, _ = await asyncio.wait({launching}, timeout=15)
+        assert launching in done
+        if not launching.cancelled() and launching.exception() is None:
+            await launching.result().close()  # it had finished before the cancel
+    left = [p for p in psutil.Process().children() if p.pid not in before]
+    assert [p for p in left if "--remote-debugging-pipe" in " ".join(p.cmdline()) or p.status() == "zombie"] == []
+    assert set(Path(tempfile.gettempdir()).glob(f"{PROFILE_PREFIX}{os.getpid()}-*")) == profiles
+
+
+async def test_profiles_left_by_a_killed_pressrun_are_removed_at_the_next_launch(playwright):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = Path(tempfile.mkdtemp(prefix=f"{PROFILE_PREFIX}{int(dead.stdout)}-"))
+    (stale / "Default").mkdir()
+    alive = Path(tempfile.mkdtemp(prefix=f"{PROFILE_PREFIX}{os.getppid()}-"))  # a live process's: kept
+    try:
+        chromium = await launch_chromium(playwright, os.environ.get("PRESSRUN_CHROMIUM_PATH"))
+        await chromium.close()
+        assert not stale.exists() and alive.exists()
+    finally:
+        shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(alive, ignore_errors=True)
+
+
+async def test_chromiums_stderr_is_kept_only_as_a_short_tail(chromium):
+    """Console messages of a page go to Chromium's stderr: with JavaScript on a chatty page wrote
+    megabytes into a file that lived until the next recycle."""
+    context = await chromium.browser.new_context()
+    page = await context.new_page()
+    await page.evaluate("() => { for (let i = 0; i < 20000; i++) console.error('x'.repeat(200)); }")
+    await asyncio.sleep(0.5)
+    tail = chromium._stderr.get_protocol().tail
+    assert b"x" * 100 in tail and len(tail) <= 4096  # the messages arrived; only the last 4 KB are kept
+    assert sum(f.stat().st_size for f in chromium.profile.rglob("*") if f.is_file()) < 5_000_000

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ import secrets
 import shutil
 import signal
 import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,8 @@ MAX_MESSAGE_BYTES = 1 << 31
 EXIT_GRACE_S = 5.0
 CONNECT_TIMEOUT_S = 30.0
 CLOSED = "Target page, context or browser has been closed"
+PROFILE_PREFIX = "pressrun-chromium-"
+STDERR_TAIL_BYTES = 4096
 
 # The switches Playwright's own launch passes to Chromium (playwright-core's chromiumSwitches and
 # its headless defaults), so pages behave as they do under Playwright: sRGB colours, no background
@@ -64,8 +68,8 @@ PLAYWRIGHT_SWITCHES = [
     "--disable-extensions",
     "--disable-features=AvoidUnnecessaryBeforeUnloadCheckSync,DestroyProfileOnBrowserClose,HttpsUpgrades,"
     "HttpsFirstBalancedModeAutoEnable,LensOverlay,MediaRouter,PaintHolding,ThirdPartyStoragePartitioning,"
-    "AvoidCorsURLLoaderRestartOnRedirect,OptimizationHints,NetworkTimeServiceQuerying,PreconnectToSearch",
-    "--enable-features=CDPScreenshotNewSurface",
+    "AvoidCorsURLLoaderRestartOnRedirect,OptimizationHints,NetworkTimeServiceQuerying,AimEnabled,PreconnectToSearch",
+    "--enable-features=CDPScreenshotNewSurface,SkipListAccountsWithoutGaiaCookies",
     "--allow-pre-commit-input",
     "--disable-hang-monitor",
     "--disable-ipc-flooding-protection",
@@ -79,6 +83,9 @@ PLAYWRIGHT_SWITCHES = [
     "--use-mock-keychain",
     "--no-service-autorun",
     "--disable-search-engine-choice-screen",
+    "--unsafely-disable-devtools-self-xss-warnings",
+    "--enable-unsafe-swiftshader",
+    "--disable-stack-profiler",
     "--disable-infobars",
     "--disable-sync",
     "--headless",
@@ -153,8 +160,7 @@ class CdpBridge:
         self._writer.close()
         if self._pump is not None:
             self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+            await asyncio.wait({self._pump})  # however it ended (a read error too): closing goes on
         self._fail_pending(None)
 
     # --- the relay -----------------------------------------------------------------------------
@@ -191,6 +197,10 @@ class CdpBridge:
                     continue
                 if message.startswith(b'{"method":"Target.detachedFromTarget"'):
                     self._fail_pending(json.loads(message)["params"].get("sessionId"))
+                elif message.startswith(b'{"method":"Inspector.targetCrashed"'):
+                    # The page's renderer died: nothing sent on its sessions will be answered.
+                    if crashed_session := json.loads(message).get("sessionId"):
+                        self._fail_pending(crashed_session)
                 if self._client is not None:
                     try:
                         await self._client.send(message, text=True)
@@ -238,48 +248,55 @@ class CdpBridge:
                 reply.set_exception(PlaywrightError(f"Protocol error ({method}): {CLOSED}"))
 
 
+class StderrTail(asyncio.Protocol):
+    """The last bytes Chromium wrote to stderr: its last words when a launch fails. Pages' console
+    messages go there too (with JavaScript on, a busy page writes megabytes), so nothing more is kept."""
+
+    def __init__(self) -> None:
+        self.tail = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.tail += data
+        del self.tail[:-STDERR_TAIL_BYTES]
+
+    def last_words(self, lines: int = 3) -> str:
+        text = self.tail.decode(errors="replace")
+        kept = [line.strip() for line in text.splitlines() if line.strip() and "dbus" not in line]
+        return " | ".join(kept[-lines:])
+
+
 class Chromium:
     """One Chromium process of pressrun's own, its pipe bridge, and Playwright's Browser over it."""
 
-    def __init__(self, pid: int, profile: Path, bridge: CdpBridge, browser: Browser) -> None:
-        self.pid, self.profile, self.bridge, self.browser = pid, profile, bridge, browser
+    def __init__(self, pid: int, profile: Path, bridge: CdpBridge, browser: Browser, stderr: asyncio.BaseTransport,
+                 ) -> None:
+        self.pid, self.profile, self.bridge, self.browser, self._stderr = pid, profile, bridge, browser, stderr
 
     @classmethod
     async def launch(cls, playwright: Playwright, executable: str, args: list[str]) -> Chromium:
         """Start Chromium and connect Playwright to it. Raises OSError (cannot start) or
         PlaywrightError (started, but never answered), with Chromium's own last words."""
-        profile = Path(tempfile.mkdtemp(prefix="pressrun-chromium-"))
-        to_chromium_r, to_chromium_w = os.pipe()
-        from_chromium_r, from_chromium_w = os.pipe()
+        await asyncio.to_thread(sweep_stale_profiles)
+        profile = Path(tempfile.mkdtemp(prefix=f"{PROFILE_PREFIX}{os.getpid()}-"))
+        argv = [executable, *PLAYWRIGHT_SWITCHES, *args, f"--user-data-dir={profile}", "--remote-debugging-pipe",
+                "--no-startup-window"]
         try:
-            pid = os.posix_spawn(
-                executable,
-                [executable, *PLAYWRIGHT_SWITCHES, *args, f"--user-data-dir={profile}", "--remote-debugging-pipe",
-                 "--no-startup-window"],
-                os.environ,
-                file_actions=[
-                    (os.POSIX_SPAWN_DUP2, to_chromium_r, 3),
-                    (os.POSIX_SPAWN_DUP2, from_chromium_w, 4),
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                    (os.POSIX_SPAWN_OPEN, 2, str(profile / "stderr.log"), os.O_WRONLY | os.O_CREAT, 0o600),
-                ],
-                setpgroup=0,  # its own process group: a Ctrl-C in the terminal is pressrun's to handle
-            )
+            pid, (to_chromium, from_chromium, stderr_r) = spawn(executable, argv)
         except OSError:
-            os.close(to_chromium_w)
-            os.close(from_chromium_r)
             shutil.rmtree(profile, ignore_errors=True)
             raise
-        finally:
-            os.close(to_chromium_r)  # Chromium's ends: its copies are all it needs
-            os.close(from_chromium_w)
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=MAX_MESSAGE_BYTES)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(from_chromium_r, "rb", 0))
-        writer, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(to_chromium_w, "wb", 0))
-        bridge = CdpBridge(reader, writer)  # type: ignore[arg-type]
+        tail = StderrTail()
+        bridge: CdpBridge | None = None
+        stderr: asyncio.BaseTransport | None = None
+        unwrapped = [to_chromium, from_chromium, stderr_r]  # descriptors not yet owned by a transport
+        connecting: asyncio.Future[Browser] | None = None
         try:
+            stderr, _ = await loop.connect_read_pipe(lambda: tail, os.fdopen(unwrapped.pop(), "rb", 0))
+            reader = asyncio.StreamReader(limit=MAX_MESSAGE_BYTES)
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(unwrapped.pop(), "rb", 0))
+            writer, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(unwrapped.pop(), "wb", 0))
+            bridge = CdpBridge(reader, writer)  # type: ignore[arg-type]
             url = await bridge.serve()
             connecting = asyncio.ensure_future(playwright.chromium.connect_over_cdp(url, timeout=CONNECT_TIMEOUT_S * 1000))
             exited = asyncio.ensure_future(bridge.closed.wait())
@@ -288,35 +305,106 @@ class Chromium:
             finally:
                 exited.cancel()
             if not connecting.done():  # Chromium exited as it started: say so now, not at the timeout
-                connecting.cancel()
-                with contextlib.suppress(BaseException):
-                    await connecting
                 raise PlaywrightError("Chromium exited as it started")
             browser = connecting.result()
         except BaseException as exc:
-            await bridge.close()
-            await stop_process(pid)
-            last_words = read_tail(profile / "stderr.log")
-            shutil.rmtree(profile, ignore_errors=True)
+            if connecting is not None and not connecting.done():
+                connecting.cancel()
+                await asyncio.wait({connecting})
+            for fd in unwrapped:
+                os.close(fd)
+            await uncancellable(teardown(pid, profile, bridge, stderr))
             if isinstance(exc, PlaywrightError):
+                last_words = tail.last_words()
                 raise PlaywrightError(f"{exc.message.splitlines()[0]}{f' ({last_words})' if last_words else ''}") from exc
             raise
-        return cls(pid, profile, bridge, browser)
+        return cls(pid, profile, bridge, browser, stderr)
 
     async def close(self) -> None:
-        with contextlib.suppress(PlaywrightError, TimeoutError):  # a browser that died has nothing to close
-            async with asyncio.timeout(EXIT_GRACE_S):
-                await self.browser.close()
-        await self.bridge.close()
-        await stop_process(self.pid)
-        await asyncio.to_thread(shutil.rmtree, self.profile, True)
+        """Stop Chromium and remove its profile; safe to call again, and finished even if the caller
+        is cancelled meanwhile."""
+        try:
+            with contextlib.suppress(PlaywrightError, TimeoutError):  # a browser that died has nothing to close
+                async with asyncio.timeout(EXIT_GRACE_S):
+                    await self.browser.close()
+        finally:
+            await uncancellable(teardown(self.pid, self.profile, self.bridge, self._stderr))
+
+
+def spawn(executable: str, argv: list[str]) -> tuple[int, tuple[int, int, int]]:
+    """Start Chromium with its DevTools pipe on descriptors 3 and 4 and its stderr on a pipe of ours.
+    Returns its pid and our ends: (write to it, read from it, read its stderr). It inherits nothing
+    else of this process (a supervisor's or make's inheritable descriptors are closed in it)."""
+    pipes = [os.pipe() for _ in range(3)]
+    ours = (pipes[0][1], pipes[1][0], pipes[2][0])
+    theirs = []
+    try:
+        # Chromium's ends go above 4 first, so that moving one onto 2, 3 or 4 cannot overwrite another.
+        for fd in (pipes[0][0], pipes[1][1], pipes[2][1]):
+            theirs.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10))
+            os.close(fd)
+        actions: list[tuple[Any, ...]] = [
+            (os.POSIX_SPAWN_DUP2, theirs[0], 3),
+            (os.POSIX_SPAWN_DUP2, theirs[1], 4),
+            (os.POSIX_SPAWN_DUP2, theirs[2], 2),
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+        ]
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in inheritable_descriptors() if fd > 4]
+        pid = os.posix_spawn(executable, argv, os.environ, file_actions=actions,
+                             setpgroup=0)  # its own process group: a Ctrl-C in the terminal is pressrun's
+    except BaseException:
+        for fd in ours:
+            os.close(fd)
+        raise
+    finally:
+        for fd in theirs:  # its copies are all Chromium needs
+            os.close(fd)
+    return pid, ours
+
+
+def inheritable_descriptors() -> list[int]:
+    folder = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+    found = []
+    for name in os.listdir(folder):
+        with contextlib.suppress(OSError, ValueError):  # the listing's own descriptor is gone by now
+            if os.get_inheritable(int(name)):
+                found.append(int(name))
+    return found
+
+
+async def teardown(pid: int, profile: Path, bridge: CdpBridge | None, stderr: asyncio.BaseTransport | None) -> None:
+    if bridge is not None:
+        await bridge.close()
+    await stop_process(pid)
+    if stderr is not None:
+        stderr.close()
+    await asyncio.to_thread(shutil.rmtree, profile, True)
+
+
+async def uncancellable(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run clean-up to its end even if the caller is cancelled meanwhile (the cancel is then re-raised):
+    a Ctrl-C during a close must not leave a Chromium running or its profile behind."""
+    task = asyncio.ensure_future(coroutine)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        raise
 
 
 async def stop_process(pid: int) -> None:
-    """Wait for ``pid`` to exit (its pipe is closed), killing it past the grace period; then kill
-    what is left of its process group (the zygote and renderers exit with it, but a straggler must
-    not stay) before reaping it: until it is reaped its pid, and so its group, cannot be reused."""
+    """Wait for ``pid`` to exit (its pipe is closed), killing it past the grace period; kill what is
+    left of its process group (the zygote and renderers exit with it, but a straggler must not stay)
+    while it is unreaped, when its group cannot have been reused; then reap it."""
     loop = asyncio.get_running_loop()
+    if not hasattr(os, "waitid"):  # macOS before Python 3.13: reap in a thread; stragglers die with it
+        reaped = asyncio.ensure_future(asyncio.to_thread(reap, pid))
+        if not (await asyncio.wait({reaped}, timeout=EXIT_GRACE_S))[0]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await reaped
+        return
     deadline = loop.time() + EXIT_GRACE_S
     try:
         while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
@@ -329,14 +417,28 @@ async def stop_process(pid: int) -> None:
         return  # reaped already
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+    reap(pid)
+
+
+def reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
 
 
-def read_tail(path: Path, lines: int = 3) -> str:
-    """The last meaningful lines Chromium wrote to stderr (for a launch that failed)."""
+def sweep_stale_profiles() -> None:
+    """Remove the profiles of pressrun processes that ended without cleaning up (killed, out of
+    memory): each profile folder is named after the pid of the pressrun that made it."""
+    folder = Path(tempfile.gettempdir())
     with contextlib.suppress(OSError):
-        text = path.read_text(errors="replace")
-        kept = [line.strip() for line in text.splitlines() if line.strip() and "dbus" not in line]
-        return " | ".join(kept[-lines:])
-    return ""
+        for path in folder.glob(f"{PROFILE_PREFIX}*-*"):
+            owner = path.name[len(PROFILE_PREFIX):].split("-", 1)[0]
+            if not owner.isdigit() or int(owner) == os.getpid():
+                continue
+            try:
+                if path.stat().st_uid != os.getuid():
+                    continue
+                os.kill(int(owner), 0)
+            except ProcessLookupError:
+                shutil.rmtree(path, ignore_errors=True)
+            except OSError:
+                continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from playwright.async_api import Error as PlaywrightError
@@ -88,17 +89,32 @@ def find_chromium(configured: str | None) -> str | None:
     return None
 
 
+def playwright_headless_shell() -> str | None:
+    """The headless shell in Playwright's browser cache (``playwright install chromium`` puts it
+    there beside full Chromium, which has no frame control): what Playwright itself launches headless."""
+    root = os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or str(
+        Path.home() / ("Library/Caches" if sys.platform == "darwin" else ".cache") / "ms-playwright"
+    )
+    found = sorted(
+        [*Path(root).glob("chromium_headless_shell-*/*/chrome-headless-shell"),
+         *Path(root).glob("chromium_headless_shell-*/*/headless_shell")],
+        key=lambda path: path.parts[-3],
+    )
+    executables = [str(path) for path in found if os.access(path, os.X_OK)]
+    return executables[-1] if executables else None
+
+
 async def launch_chromium(playwright: Playwright, configured_path: str | None) -> Chromium:
     """Start Chromium (see pressrun.rendering.bridge) with pressrun's flags; Playwright drives it."""
     if not hasattr(os, "posix_spawn"):
         raise BrowserUnavailableError("pressrun renders on Linux and macOS: it starts Chromium with a DevTools "
                                       "pipe, which needs posix_spawn (on Windows, use WSL)")
-    executable = find_chromium(configured_path) or playwright.chromium.executable_path
-    args = [*LAUNCH_ARGS, *FRAME_CONTROL_ARGS, *TILE_ARGS]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        # Chromium refuses to start as root with its sandbox on; renders are still confined by the
-        # network policy and (by default) have JavaScript disabled.
-        args.append("--no-sandbox")
+    executable = find_chromium(configured_path) or playwright_headless_shell() or playwright.chromium.executable_path
+    # Without Chromium's own sandbox, as Playwright launches it by default: the sandbox needs user
+    # namespaces that non-root containers and Ubuntu 24.04's AppArmor refuse ("No usable sandbox"),
+    # and it refuses to start as root. Renders are confined by the network policy and (by default)
+    # have JavaScript disabled.
+    args = [*LAUNCH_ARGS, *FRAME_CONTROL_ARGS, *TILE_ARGS, "--no-sandbox"]
     try:
         return await Chromium.launch(playwright, executable, args)
     except (OSError, PlaywrightError) as exc:

@@ -153,7 +153,8 @@ class ChromiumInstance:
 
     async def close(self) -> None:
         if self._recycle_task is not None:
-            self._recycle_task.cancel()
+            self._recycle_task.cancel()  # and wait: it may be closing or starting a browser right now
+            await asyncio.gather(self._recycle_task, return_exceptions=True)
         if self._chromium is not None:
             await self._chromium.close()
         self._chromium = self._browser = self._playwright = None

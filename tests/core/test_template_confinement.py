@@ -80,12 +80,12 @@ def listener():
         yield server
 
 
-def run_confined(tmp_path, listener) -> dict:
+def run_confined(tmp_path, listener, script: str = ESCAPE_ATTEMPTS) -> dict:
     secret = tmp_path / "secret.txt"
     secret.write_text("the user's data")
     port = listener.getsockname()[1]
     done = subprocess.run(
-        [sys.executable, "-P", "-c", ESCAPE_ATTEMPTS, str(secret), str(tmp_path), str(port), str(os.getpid())],
+        [sys.executable, "-P", "-c", script, str(secret), str(tmp_path), str(port), str(os.getpid())],
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 0, done.stderr
@@ -121,14 +121,7 @@ def test_a_confined_process_still_imports_and_loads_locale_and_time_zone_data(tm
 def test_the_same_attempts_succeed_unconfined(tmp_path, listener):
     """The check above is not vacuous: without confine() every attempt goes through."""
     script = ESCAPE_ATTEMPTS.replace('report = {"confinement": asdict(confine())}', 'report = {}')
-    secret = tmp_path / "secret.txt"
-    secret.write_text("the user's data")
-    done = subprocess.run(
-        [sys.executable, "-P", "-c", script, str(secret), str(tmp_path), str(listener.getsockname()[1]),
-         str(os.getpid())],
-        capture_output=True, text=True, timeout=60,
-    )
-    report = json.loads(done.stdout)
+    report = run_confined(tmp_path, listener, script)
     assert report == dict.fromkeys(report, "allowed") and len(report) == 12, report
 
 

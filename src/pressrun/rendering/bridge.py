@@ -268,8 +268,8 @@ class StderrTail(asyncio.Protocol):
 class Chromium:
     """One Chromium process of pressrun's own, its pipe bridge, and Playwright's Browser over it."""
 
-    def __init__(self, pid: int, profile: Path, bridge: CdpBridge, browser: Browser, stderr: asyncio.BaseTransport,
-                 ) -> None:
+    def __init__(self, pid: int, profile: Path, bridge: CdpBridge, browser: Browser,
+                 stderr: asyncio.BaseTransport) -> None:
         self.pid, self.profile, self.bridge, self.browser, self._stderr = pid, profile, bridge, browser, stderr
 
     @classmethod

@@ -233,8 +233,8 @@ class DirectSession:
     not through Playwright's driver: the commands every row sends. Events on the session still
     reach Playwright, which opened it."""
 
-    def __init__(self, session: CDPSession, bridge: CdpBridge, session_id: str) -> None:
-        self.session, self.bridge, self.session_id = session, bridge, session_id
+    def __init__(self, bridge: CdpBridge, session_id: str) -> None:
+        self.bridge, self.session_id = bridge, session_id
 
     @classmethod
     async def over(cls, session: CDPSession, bridge: CdpBridge) -> DirectSession:
@@ -242,7 +242,7 @@ class DirectSession:
         session_id = bridge.session_for(info["targetInfo"]["targetId"])
         if session_id is None:  # the bridge saw no attach for this page: a bug, not a row's fault
             raise PlaywrightError("the page's CDP session is unknown to the pipe bridge")
-        return cls(session, bridge, session_id)
+        return cls(bridge, session_id)
 
     async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return await self.bridge.send(self.session_id, method, params)

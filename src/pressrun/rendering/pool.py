@@ -123,7 +123,6 @@ class ChromiumInstance:
         self._assets = AssetCache()
         self._playwright: Playwright | None = None
         self._chromium: Chromium | None = None  # the process, its pipe, and Playwright's Browser over it
-        self._browser: Browser | None = None
         self.frame_control = False  # whether its pages draw only on request (chromium.py), as last seen
         self._frame_lock = asyncio.Lock()  # one frame at a time per browser (page.PageSlot.frame_lock)
         self._generation = 0
@@ -157,11 +156,16 @@ class ChromiumInstance:
             await asyncio.gather(self._recycle_task, return_exceptions=True)
         if self._chromium is not None:
             await self._chromium.close()
-        self._chromium = self._browser = self._playwright = None
+        self._chromium = self._playwright = None
 
     def is_connected(self) -> bool:
         """Chromium is up (or being restarted after a crash or recycle, which the next render awaits)."""
         return self._browser is not None and (self._browser.is_connected() or not self._open_gate.is_set())
+
+    @property
+    def _browser(self) -> Browser | None:
+        """Playwright's Browser over the current Chromium."""
+        return self._chromium.browser if self._chromium is not None else None
 
     @property
     def process_id(self) -> int | None:
@@ -227,7 +231,7 @@ class ChromiumInstance:
             raise RenderCrashError(f"Chromium failed while rendering: {first_line}") from exc
 
     async def _open_page(self, slot: PageSlot, geometry: Geometry) -> None:
-        assert self._browser is not None
+        assert self._chromium is not None
         try:
             # Opening a page is the pool's cost, not the row's: it has its own budget, so a short
             # render.timeout_s cannot fail every row on a busy machine.
@@ -329,7 +333,7 @@ class ChromiumInstance:
         chromium = await launch_chromium(self._playwright, self.settings.chromium_path)
         disconnected = asyncio.Event()
         chromium.browser.on("disconnected", lambda _browser: disconnected.set())
-        self._chromium, self._browser, self._disconnected = chromium, chromium.browser, disconnected
+        self._chromium, self._disconnected = chromium, disconnected
 
     async def _restart_browser(self, reason: str) -> None:
         assert self._playwright is not None

@@ -58,10 +58,6 @@ class Confinement:
     seccomp: bool = False
     notes: list[str] = field(default_factory=list)  # why a layer was not applied
 
-    @property
-    def complete(self) -> bool:
-        return self.landlock_abi is not None and self.seccomp
-
 
 def readable_paths() -> list[str]:
     """What a template process may read: Python's installation and import path, and time-zone data.

@@ -4,6 +4,7 @@ frame control, and the network policy and the row timeout still hold."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -134,3 +135,37 @@ async def test_an_image_that_fails_to_load_is_not_taken_for_a_script_error(rende
 )
 async def test_notices_that_are_not_failures_do_not_fail_the_row(renderer, body):
     assert await colour(renderer, body) == BLUE
+
+
+async def test_a_rejection_handled_a_moment_later_does_not_fail_the_row(renderer):
+    # Code that awaits one promise, then another, handles the second one's rejection only once the
+    # first has settled: 'unhandledrejection' fires meanwhile, then 'rejectionhandled'. Neither the
+    # wait for pressrunReady nor the row may end on it.
+    body = """<script>
+      window.pressrunReady = false;
+      (async () => {
+        const slow = new Promise((resolve) => setTimeout(resolve, 100));
+        const fails = Promise.reject(new Error('optional data missing'));
+        await slow;
+        try { await fails; } catch (e) { document.body.style.background = 'rgb(0,0,255)'; }
+        window.pressrunReady = true;
+      })();
+    </script>"""
+    assert await colour(renderer, body) == BLUE
+
+
+async def test_what_a_finished_rows_scripts_still_ask_for_is_not_taken_for_the_next_rows(renderer):
+    # A row's document lives until the next row's replaces it, and its timers with it: this one asks
+    # for a blocked URL without pause. Those requests used to fail the next row as its own.
+    spamming = "<script>setInterval(() => fetch('http://example.com/{path}').catch(() => {{}}), 0);</script>"
+    for _ in range(5):
+        try:
+            await colour(renderer, spamming.format(path="previous-row"))
+        except BlockedUrlError as exc:  # its own requests, made before its capture: its own failure
+            assert "previous-row" in exc.message, exc.message
+        assert await colour(renderer, "<!-- asks for nothing -->") == RED
+    # A row's own blocked request is still its own, right after such a row.
+    with contextlib.suppress(BlockedUrlError):
+        await colour(renderer, spamming.format(path="previous-row"))
+    with pytest.raises(BlockedUrlError, match="this-row"):
+        await colour(renderer, "<script>fetch('http://example.com/this-row').catch(() => {});</script>")

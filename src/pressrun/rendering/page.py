@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urljoin
 
 import pybase64
-from playwright.async_api import BrowserContext, CDPSession, Page, Route
+from playwright.async_api import BrowserContext, CDPSession, Frame, Page, Request, Route
 from playwright.async_api import Error as PlaywrightError
 
 from pressrun.errors import AssetLoadError, BlockedUrlError, ScriptError, SelectorNotFoundError
@@ -126,11 +127,14 @@ async ([html, allowSwap, put, mentionsUrl]) => {
     }
   }
   if (!(DOCUMENT_LOADED)()) return null;
-  // A script page that set window.pressrunReady = false is still drawing: wait for it to say true
-  // (or for one of its scripts to fail: then it never will).
+  // A script page that set window.pressrunReady = false is still drawing: wait for it to say true,
+  // or for one of its scripts to fail (then it never will). A rejected promise is a failure once it
+  // has gone unhandled for a while: code that awaits one promise, then another, handles the second
+  // one's rejection only once the first has settled.
   const scriptErrors = window.__pressrunErrors || [];
-  while (window.pressrunReady === false && !scriptErrors.length) await new Promise((resolve) => setTimeout(resolve, 10));
-  if (scriptErrors.length) return { scriptError: scriptErrors[0] };
+  const failed = () => scriptErrors.some((error) => !error.rejection || performance.now() - error.at >= 250);
+  while (window.pressrunReady === false && !failed()) await new Promise((resolve) => setTimeout(resolve, 10));
+  if (scriptErrors.length) return { scriptError: scriptErrors[0].message };
   // Force style and layout so every font the page uses has started loading before we wait on them.
   void document.documentElement.getBoundingClientRect();
   await document.fonts.ready;
@@ -201,18 +205,18 @@ window.addEventListener('error', (event) => {
   // Chromium's notice that a ResizeObserver callback resized again (responsive charts do): no error.
   if (event.error == null && /^ResizeObserver loop/.test(event.message || '')) return;
   const where = event.lineno ? ` (line ${event.lineno}${event.colno ? ':' + event.colno : ''})` : '';
-  window.__pressrunErrors.push(`${event.message || 'script error'}${where}`);
+  window.__pressrunErrors.push({ message: `${event.message || 'script error'}${where}` });
 });
 const pressrunRejections = new Map();
 window.addEventListener('unhandledrejection', (event) => {
-  const message = `unhandled promise rejection: ${String(event.reason)}`;
-  pressrunRejections.set(event.promise, message);
-  window.__pressrunErrors.push(message);
+  const error = { message: `unhandled promise rejection: ${String(event.reason)}`, rejection: true, at: performance.now() };
+  pressrunRejections.set(event.promise, error);
+  window.__pressrunErrors.push(error);
 });
 window.addEventListener('rejectionhandled', (event) => {  // handled after all, a moment later
-  const message = pressrunRejections.get(event.promise);
-  const at = window.__pressrunErrors.indexOf(message);
+  const at = window.__pressrunErrors.indexOf(pressrunRejections.get(event.promise));
   if (at >= 0) window.__pressrunErrors.splice(at, 1);
+  pressrunRejections.delete(event.promise);
 });
 """
 
@@ -281,6 +285,13 @@ class PageSlot:
     missing: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # allowed URLs that failed: (url, why)
     tainted: bool = False  # the document saw a failed request: the next row starts a new one
+    # Counts rows, and with JavaScript the documents put up: what a request's route handler refuses
+    # or cannot serve counts against the current row only if the request was made under this count.
+    row_serial: int = 0
+    # JavaScript: the count each request was made under, taken as Playwright reports the request, in
+    # order with the navigations (a route handler itself runs later). A row's document lives on, its
+    # timers too, until the next row's replaces it: requests it makes meanwhile are not the next row's.
+    request_rows: weakref.WeakKeyDictionary[Request, int] = field(default_factory=weakref.WeakKeyDictionary)
     crashed: bool = False
     # Set when the page's renderer process dies: a call in flight to a dead page may never settle.
     crash_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -310,6 +321,9 @@ class PageSlot:
             await self.context.add_init_script(SCRIPT_ERRORS)
         self.page = await self.context.new_page()
         self.page.on("crash", self._on_crash)
+        if self.javascript:
+            self.page.on("request", self._on_request_made)
+            self.page.on("framenavigated", self._on_navigated)
         self.cdp = await DirectSession.over(await self.context.new_cdp_session(self.page), chromium.bridge)
         await self.navigate("load")
         try:
@@ -347,26 +361,43 @@ class PageSlot:
         self.crashed = True
         self.crash_event.set()
 
+    def _on_request_made(self, request: Request) -> None:
+        self.request_rows[request] = self.row_serial
+
+    def _on_navigated(self, frame: Frame) -> None:
+        if frame.parent_frame is None:
+            # A new document: what the previous one asked for since this row began was not this row's.
+            self.row_serial += 1
+            self.blocked.clear()
+            self.missing.clear()
+            self.failed.clear()
+
     async def _on_request(self, route: Route) -> None:
+        row = self.request_rows.pop(route.request, self.row_serial)
         url = route.request.url
         decision = self.policy.decide(url, self.asset_root)
         if isinstance(decision, ServeAsset):
             if decision.relative == "":
                 await route.fulfill(body=self.document or SHELL_HTML, content_type="text/html; charset=utf-8")
             elif decision.path is None:
-                self.missing.append(decision.relative)
+                if row == self.row_serial:
+                    self.missing.append(decision.relative)
                 await route.fulfill(status=404, body="not found")
             else:
                 body, content_type = self.assets.read(decision.path)
                 await route.fulfill(body=body, content_type=content_type)
         elif isinstance(decision, PassThrough):
-            await self._fetch_allowed(route)
+            await self._fetch_allowed(route, row)
         else:
             assert isinstance(decision, Refuse)
-            self.blocked.append((url, decision.reason))
+            self._refused(row, url, decision.reason)
             await route.abort("blockedbyclient")
 
-    async def _fetch_allowed(self, route: Route) -> None:
+    def _refused(self, row: int, url: str, reason: str) -> None:
+        if row == self.row_serial:  # else the request was an earlier row's, which has finished
+            self.blocked.append((url, reason))
+
+    async def _fetch_allowed(self, route: Route, row: int) -> None:
         """Fetch an allowed URL outside Chromium's network stack and hand the response back.
 
         Chromium would refuse private-network hosts from the template origin (Private Network
@@ -378,12 +409,13 @@ class PageSlot:
             try:
                 response = await route.fetch(url=url, max_redirects=0, timeout=self.fetch_timeout_s * 1000)
             except PlaywrightError as exc:
-                self.failed.append((url, (exc.message or str(exc)).splitlines()[0]))
+                if row == self.row_serial:
+                    self.failed.append((url, (exc.message or str(exc)).splitlines()[0]))
                 await route.abort("failed")
                 return
             location = response.headers.get("location")
             if not (300 <= response.status < 400 and location):
-                if response.status >= 400:
+                if response.status >= 400 and row == self.row_serial:
                     self.failed.append((url, f"HTTP {response.status}"))
                 await route.fulfill(response=response)
                 return
@@ -391,10 +423,10 @@ class PageSlot:
             decision = self.policy.decide(url, self.asset_root)
             if not isinstance(decision, PassThrough):
                 reason = decision.reason if isinstance(decision, Refuse) else "redirect into the template origin"
-                self.blocked.append((url, reason))
+                self._refused(row, url, reason)
                 await route.abort("blockedbyclient")
                 return
-        self.blocked.append((url, f"more than {MAX_REDIRECTS} redirects"))
+        self._refused(row, url, f"more than {MAX_REDIRECTS} redirects")
         await route.abort("blockedbyclient")
 
     async def load(self, html: str, asset_root: Path | None, allow_swap: bool = True) -> None:
@@ -414,6 +446,7 @@ class PageSlot:
                 await self.navigate("load")
         self.files = files
         self.asset_root = asset_root
+        self.row_serial += 1
         self.blocked.clear()
         self.missing.clear()
         self.failed.clear()
@@ -469,6 +502,7 @@ class PageSlot:
         assert self.page is not None
         self.global_object = None  # the window it names goes with the old document
         await self.page.goto(f"{TEMPLATE_ORIGIN}/", wait_until=wait_until)
+
 
     async def call(self, function: str, arg: Any, *, drawing: bool = False) -> Any:
         """Call a page function with a JSON argument and await its JSON result, in one CDP round trip.

@@ -38,6 +38,7 @@ from pressrun.errors import AssetLoadError, BlockedUrlError, ScriptError, Select
 from pressrun.models import OutputFormat, RenderOptions
 from pressrun.rendering.assets import AssetCache
 from pressrun.rendering.bridge import CdpBridge, Chromium
+from pressrun.rendering.pagebox import exact_page_box
 from pressrun.rendering.policy import TEMPLATE_ORIGIN, NetworkPolicy, PassThrough, Refuse, ServeAsset
 
 MAX_REDIRECTS = 5
@@ -627,7 +628,7 @@ class PageSlot:
                 "generateTaggedPDF": False,
             },
         )
-        return pybase64.b64decode(reply["data"])
+        return exact_page_box(pybase64.b64decode(reply["data"]), width_in * 72, height_in * 72)
 
 
 def files_version(asset_root: Path | None) -> tuple[int, ...]:

@@ -118,6 +118,8 @@ async def test_a_failing_script_fails_its_row_with_its_error(renderer, body, fra
         await colour(renderer, body)
     assert caught.value.code == "script_error"
     assert fragment in caught.value.message, caught.value.message
+    script_error = caught.value.details["script_error"]
+    assert isinstance(script_error, str) and fragment.split(" (")[0] in script_error  # its text, not an object
     assert time.monotonic() - started < 2.5  # the render timeout is 3 s
     assert await colour(renderer, "<script>document.body.style.background = 'rgb(0,0,255)';</script>") == BLUE
 
@@ -141,20 +143,30 @@ async def test_notices_that_are_not_failures_do_not_fail_the_row(renderer, body)
     assert await colour(renderer, body) == BLUE
 
 
-async def test_a_rejection_handled_a_moment_later_does_not_fail_the_row(renderer):
+@pytest.mark.parametrize(
+    "body",
+    [
+        """<script>
+          window.pressrunReady = false;
+          (async () => {
+            const slow = new Promise((resolve) => setTimeout(resolve, 100));
+            const fails = Promise.reject(new Error('optional data missing'));
+            await slow;
+            try { await fails; } catch (e) { document.body.style.background = 'rgb(0,0,255)'; }
+            window.pressrunReady = true;
+          })();
+        </script>""",
+        """<script>
+          const fails = Promise.reject(new Error('optional data missing'));
+          setTimeout(() => fails.catch(() => { document.body.style.background = 'rgb(0,0,255)'; }), 50);
+        </script>""",
+    ],
+    ids=["while-not-ready", "at-the-capture"],
+)
+async def test_a_rejection_handled_a_moment_later_does_not_fail_the_row(renderer, body):
     # Code that awaits one promise, then another, handles the second one's rejection only once the
     # first has settled: 'unhandledrejection' fires meanwhile, then 'rejectionhandled'. Neither the
-    # wait for pressrunReady nor the row may end on it.
-    body = """<script>
-      window.pressrunReady = false;
-      (async () => {
-        const slow = new Promise((resolve) => setTimeout(resolve, 100));
-        const fails = Promise.reject(new Error('optional data missing'));
-        await slow;
-        try { await fails; } catch (e) { document.body.style.background = 'rgb(0,0,255)'; }
-        window.pressrunReady = true;
-      })();
-    </script>"""
+    # wait for pressrunReady nor the capture may end on it.
     assert await colour(renderer, body) == BLUE
 
 
@@ -175,3 +187,23 @@ async def test_what_a_finished_rows_scripts_still_ask_for_is_not_taken_for_the_n
     with pytest.raises(BlockedUrlError, match="this-row"):
         await colour(renderer, "<script>window.pressrunReady = false; fetch('http://example.com/this-row')"
                                ".catch(() => {}).finally(() => { window.pressrunReady = true; });</script>")
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "fragment"),
+    [
+        ("<img src='http://example.com/pic.png'><script>location.hash = 'top';</script>", BlockedUrlError, "pic.png"),
+        ("<img src='missing.png'><script>history.replaceState(null, '', '/?step=2');</script>",
+         AssetLoadError, "missing.png"),
+        ("<script>window.pressrunReady = false; fetch('http://example.com/data').catch(() => {})"
+         ".finally(() => { history.pushState({}, '', '/chart'); window.pressrunReady = true; });</script>",
+         BlockedUrlError, "example.com/data"),
+    ],
+    ids=["hash-change", "replace-state", "push-state"],
+)
+async def test_a_rows_own_navigations_keep_its_failed_requests(renderer, body, error, fragment):
+    # A router's pushState/replaceState is a navigation too (so is a row sending itself elsewhere):
+    # only the arrival of the row's own document starts the row's count of requests.
+    with pytest.raises(error, match=fragment):
+        await colour(renderer, body)
+    assert await colour(renderer, "<!-- asks for nothing -->") == RED

@@ -91,3 +91,20 @@ def test_a_file_of_another_shape_is_left_alone():
     assert exact_page_box(data, 595.276, 841.89) == data
     # A box far from the size asked for is no rounding of Chromium's: it is left as it is.
     assert exact_page_box(b"/MediaBox [0 0 300 300]", 595.276, 841.89) == b"/MediaBox [0 0 300 300]"
+
+
+async def test_a_page_the_templates_css_turns_to_landscape_is_exact_too(renderer):
+    html = PAGES.replace("@page { margin: 0 }", "@page { margin: 0; size: landscape }") % "<div>x</div>"
+    data = (await renderer.render(html, RenderOptions(format=OutputFormat.PDF, pdf=PdfOptions(page_size="a4")))).data
+    assert page_sizes(data) == [pytest.approx((841.89, 595.276), abs=0.005)]
+    check_structure(data)
+
+
+async def test_text_that_reads_like_a_page_box_is_left_alone(renderer):
+    title = "Invoice /MediaBox [0 0 595.92 841.92] total"
+    html = f"<html><head><title>{title}</title></head><body>{title}</body></html>"
+    data = (await renderer.render(html, RenderOptions(format=OutputFormat.PDF, pdf=PdfOptions(page_size="a4")))).data
+    reader = PdfReader(io.BytesIO(data))
+    assert reader.metadata.title == title
+    assert page_sizes(data) == [pytest.approx((595.276, 841.89), abs=0.005)]
+    check_structure(data)

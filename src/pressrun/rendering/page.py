@@ -130,12 +130,14 @@ async ([html, allowSwap, put, mentionsUrl]) => {
   if (!(DOCUMENT_LOADED)()) return null;
   // A script page that set window.pressrunReady = false is still drawing: wait for it to say true,
   // or for one of its scripts to fail (then it never will). A rejected promise is a failure once it
-  // has gone unhandled for a while: code that awaits one promise, then another, handles the second
-  // one's rejection only once the first has settled.
+  // has gone unhandled for 250 ms (the capture waits that long for it too): code that awaits one
+  // promise, then another, handles the second one's rejection only once the first has settled.
   const scriptErrors = window.__pressrunErrors || [];
-  const failed = () => scriptErrors.some((error) => !error.rejection || performance.now() - error.at >= 250);
-  while (window.pressrunReady === false && !failed()) await new Promise((resolve) => setTimeout(resolve, 10));
-  if (scriptErrors.length) return { scriptError: scriptErrors[0].message };
+  const young = (error) => error.rejection && performance.now() - error.at < 250;
+  const failed = () => scriptErrors.some((error) => !young(error));
+  const pause = () => new Promise((resolve) => setTimeout(resolve, 10));
+  while (window.pressrunReady === false && !failed()) await pause();
+  if (failed()) return { scriptError: scriptErrors[0].message };
   // Force style and layout so every font the page uses has started loading before we wait on them.
   void document.documentElement.getBoundingClientRect();
   await document.fonts.ready;
@@ -191,7 +193,8 @@ async ([html, allowSwap, put, mentionsUrl]) => {
     for (const url of urls) waits.push(probe(url));
   }
   await Promise.all(waits);
-  if (scriptErrors.length) return { scriptError: scriptErrors[0] };
+  while (scriptErrors.length && !failed()) await pause();  // a rejection that may yet be handled
+  if (scriptErrors.length) return { scriptError: scriptErrors[0].message };
   return broken;
 }
 """.replace("DOCUMENT_LOADED", DOCUMENT_LOADED.strip())
@@ -293,6 +296,7 @@ class PageSlot:
     # order with the navigations (a route handler itself runs later). A row's document lives on, its
     # timers too, until the next row's replaces it: requests it makes meanwhile are not the next row's.
     request_rows: weakref.WeakKeyDictionary[Request, int] = field(default_factory=weakref.WeakKeyDictionary)
+    awaiting_document: bool = False  # JavaScript: the row's document is being navigated to
     crashed: bool = False
     # Set when the page's renderer process dies: a call in flight to a dead page may never settle.
     crash_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -366,8 +370,11 @@ class PageSlot:
         self.request_rows[request] = self.row_serial
 
     def _on_navigated(self, frame: Frame) -> None:
-        if frame.parent_frame is None:
-            # A new document: what the previous one asked for since this row began was not this row's.
+        # The row's own document is up: what the previous one asked for since this row began was not
+        # this row's. (Not any main-frame navigation: a row's pushState, or a location change of its
+        # own to a blocked URL, must not clear what the row itself asked for.)
+        if frame.parent_frame is None and self.awaiting_document and frame.url == f"{TEMPLATE_ORIGIN}/":
+            self.awaiting_document = False
             self.row_serial += 1
             self.blocked.clear()
             self.missing.clear()
@@ -454,10 +461,12 @@ class PageSlot:
         self.tainted = True  # until this row has loaded cleanly
         if self.javascript:
             self.document = html
+            self.awaiting_document = True
             try:
                 await self.navigate("commit")
             finally:
                 self.document = None
+                self.awaiting_document = False
             args: list[Any] = [None, False, True, None]
         else:
             args = [html, allow_swap, True, None]
@@ -503,7 +512,6 @@ class PageSlot:
         assert self.page is not None
         self.global_object = None  # the window it names goes with the old document
         await self.page.goto(f"{TEMPLATE_ORIGIN}/", wait_until=wait_until)
-
 
     async def call(self, function: str, arg: Any, *, drawing: bool = False) -> Any:
         """Call a page function with a JSON argument and await its JSON result, in one CDP round trip.

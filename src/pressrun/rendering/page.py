@@ -375,10 +375,14 @@ class PageSlot:
         # own to a blocked URL, must not clear what the row itself asked for.)
         if frame.parent_frame is None and self.awaiting_document and frame.url == f"{TEMPLATE_ORIGIN}/":
             self.awaiting_document = False
-            self.row_serial += 1
-            self.blocked.clear()
-            self.missing.clear()
-            self.failed.clear()
+            self.start_count()
+
+    def start_count(self) -> None:
+        """Requests made from now on are the current row's; what was noted before is forgotten."""
+        self.row_serial += 1
+        self.blocked.clear()
+        self.missing.clear()
+        self.failed.clear()
 
     async def _on_request(self, route: Route) -> None:
         row = self.request_rows.pop(route.request, self.row_serial)
@@ -388,8 +392,7 @@ class PageSlot:
             if decision.relative == "":
                 await route.fulfill(body=self.document or SHELL_HTML, content_type="text/html; charset=utf-8")
             elif decision.path is None:
-                if row == self.row_serial:
-                    self.missing.append(decision.relative)
+                self._note(row, self.missing, decision.relative)
                 await route.fulfill(status=404, body="not found")
             else:
                 body, content_type = self.assets.read(decision.path)
@@ -398,12 +401,14 @@ class PageSlot:
             await self._fetch_allowed(route, row)
         else:
             assert isinstance(decision, Refuse)
-            self._refused(row, url, decision.reason)
+            self._note(row, self.blocked, (url, decision.reason))
             await route.abort("blockedbyclient")
 
-    def _refused(self, row: int, url: str, reason: str) -> None:
-        if row == self.row_serial:  # else the request was an earlier row's, which has finished
-            self.blocked.append((url, reason))
+    def _note(self, row: int, found: list[Any], what: Any) -> None:
+        """Keep what a request of count ``row`` ran into, if that count is still the current one
+        (else the request was an earlier row's, which has finished)."""
+        if row == self.row_serial:
+            found.append(what)
 
     async def _fetch_allowed(self, route: Route, row: int) -> None:
         """Fetch an allowed URL outside Chromium's network stack and hand the response back.
@@ -417,24 +422,23 @@ class PageSlot:
             try:
                 response = await route.fetch(url=url, max_redirects=0, timeout=self.fetch_timeout_s * 1000)
             except PlaywrightError as exc:
-                if row == self.row_serial:
-                    self.failed.append((url, (exc.message or str(exc)).splitlines()[0]))
+                self._note(row, self.failed, (url, (exc.message or str(exc)).splitlines()[0]))
                 await route.abort("failed")
                 return
             location = response.headers.get("location")
             if not (300 <= response.status < 400 and location):
-                if response.status >= 400 and row == self.row_serial:
-                    self.failed.append((url, f"HTTP {response.status}"))
+                if response.status >= 400:
+                    self._note(row, self.failed, (url, f"HTTP {response.status}"))
                 await route.fulfill(response=response)
                 return
             url = urljoin(url, location)
             decision = self.policy.decide(url, self.asset_root)
             if not isinstance(decision, PassThrough):
                 reason = decision.reason if isinstance(decision, Refuse) else "redirect into the template origin"
-                self._refused(row, url, reason)
+                self._note(row, self.blocked, (url, reason))
                 await route.abort("blockedbyclient")
                 return
-        self._refused(row, url, f"more than {MAX_REDIRECTS} redirects")
+        self._note(row, self.blocked, (url, f"more than {MAX_REDIRECTS} redirects"))
         await route.abort("blockedbyclient")
 
     async def load(self, html: str, asset_root: Path | None, allow_swap: bool = True) -> None:
@@ -454,10 +458,7 @@ class PageSlot:
                 await self.navigate("load")
         self.files = files
         self.asset_root = asset_root
-        self.row_serial += 1
-        self.blocked.clear()
-        self.missing.clear()
-        self.failed.clear()
+        self.start_count()
         self.tainted = True  # until this row has loaded cleanly
         if self.javascript:
             self.document = html

@@ -1,8 +1,10 @@
-"""Pure data shared by the CLI, the renderer and (later) the API and workers. No I/O here."""
+"""Pure data shared by the CLI, the API, the pipeline and the renderer: output formats, page and render
+options, render results. No I/O here."""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +78,46 @@ class PdfOptions:
             return width_px / 96.0, height_px / 96.0
         w, h = PAGE_SIZES_IN[self.page_size]
         return (h, w) if self.landscape else (w, h)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None, *, field_prefix: str = "pdf") -> PdfOptions:
+        """The one converter from the stored form (``{"page_size", "landscape", "margin_mm"}``, as in a
+        manifest's ``[pdf]`` table, a template version's and a batch's ``pdf`` column) to options.
+        Missing keys take their defaults; anything else raises :class:`UsageError` naming
+        ``<field_prefix>.<key>``, the value and what is valid."""
+        raw = raw or {}
+        if not isinstance(raw, Mapping):
+            valid = f"a table with {', '.join(PDF_KEYS)}"
+            raise UsageError(f"{field_prefix}: {raw!r} is not valid; expected {valid}", field=field_prefix,
+                             value=raw, valid=valid)
+        for key in raw:
+            if key not in PDF_KEYS:
+                raise pdf_problem(field_prefix, key, raw[key], f"one of the keys {', '.join(PDF_KEYS)}")
+        page_size = raw.get("page_size")
+        if page_size is not None:
+            if not isinstance(page_size, str) or page_size.lower() not in PAGE_SIZES_IN:
+                raise pdf_problem(field_prefix, "page_size", page_size, f"one of {', '.join(PAGE_SIZES_IN)}")
+            page_size = page_size.lower()
+        landscape = raw.get("landscape", False)
+        if not isinstance(landscape, bool):
+            raise pdf_problem(field_prefix, "landscape", landscape, "true or false")
+        margin = raw.get("margin_mm", 0.0)
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin <= MAX_MARGIN_MM:
+            raise pdf_problem(field_prefix, "margin_mm", margin, f"a number of millimetres from 0 to {MAX_MARGIN_MM}")
+        return cls(page_size=page_size, landscape=landscape, margin_mm=float(margin))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form :meth:`from_dict` reads (JSON-ready)."""
+        return {"page_size": self.page_size, "landscape": self.landscape, "margin_mm": self.margin_mm}
+
+
+PDF_KEYS = ("page_size", "landscape", "margin_mm")
+MAX_MARGIN_MM = 100
+
+
+def pdf_problem(prefix: str, key: str, value: Any, valid: str) -> UsageError:
+    return UsageError(f"{prefix}.{key}: {value!r} is not valid; expected {valid}", field=f"{prefix}.{key}",
+                      value=value, valid=valid)
 
 
 @dataclass(frozen=True)

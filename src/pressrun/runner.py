@@ -1,9 +1,10 @@
-"""A local batch run: one template × a stream of rows → one file per row in a folder.
+"""A local batch run (``pressrun render``): one template × a stream of rows → one file per row in a folder.
 
-Rows stream from the data file through a bounded queue into workers; memory does not grow with the
-row count (only each row's output name is remembered, for uniqueness and the ZIP/merged PDF).
-Every failed row is appended to ``errors.jsonl`` as it happens (sorted by row at the end); one bad
-row never stops the run, a file that cannot be written (disk full) does.
+Each row goes through the item pipeline (pressrun.pipeline), which also decides what an error means:
+a failed row is appended to ``errors.jsonl`` as it happens (sorted by row at the end) and the run goes
+on; an error that stops the pipeline (Chromium cannot start, a file cannot be written: a full disk)
+stops the run. Rows stream from the data file through a bounded queue into workers; memory does not
+grow with the row count (only each row's output name is remembered, for uniqueness and the ZIP/merged PDF).
 """
 
 from __future__ import annotations
@@ -11,37 +12,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import time
 import zipfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from html import unescape
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from playwright.async_api import Playwright
 
 from pressrun.data import Row, RowSource
-from pressrun.errors import OutputError, PressrunError, RowError, error_body
+from pressrun.errors import OutputError
 from pressrun.models import RenderOptions
 from pressrun.naming import OutputNamer
+from pressrun.pipeline import Failed, ItemPipeline, Rendered, TypedRow
 from pressrun.rendering import ChromiumRenderer
 from pressrun.settings import Settings
-from pressrun.templating import Engine
-from pressrun.templating.bundle import TemplateBundle, build_document
-from pressrun.templating.isolation import EngineConfig, IsolatedEngine, IsolatedTemplate
+from pressrun.templating.bundle import TemplateBundle
+from pressrun.templating.engines import make_isolated_engine
+from pressrun.templating.isolation import IsolatedEngine
+from pressrun.templating.prepared import PreparedTemplate, RowTemplate, prepare_bundle
 
 ERRORS_FILE = "errors.jsonl"
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class RunSpec:
     bundle: TemplateBundle
-    rows: RowSource
+    rows: RowSource  # opened without column types: the pipeline applies the template's
     out_dir: Path
     options: RenderOptions
     filename_pattern: str | None = None
@@ -72,8 +72,8 @@ class Prepared:
     """Everything checked before the browser starts: template compiles, data is readable. Rows
     render in ``engine``'s child processes (see pressrun.templating.isolation); run_batch closes it."""
 
-    template: IsolatedTemplate
-    filename_template: IsolatedTemplate | None
+    template: PreparedTemplate
+    filename: RowTemplate | None
     total: int
     engine: IsolatedEngine
 
@@ -82,32 +82,14 @@ def prepare(spec: RunSpec, settings: Settings) -> Prepared:
     """Compile the template and validate/count the data. Raises TemplateError / DataError (exit 2)."""
     engine = make_isolated_engine(settings)
     try:
-        template = engine.compile(spec.bundle.source, name=spec.bundle.source_name)
-        filename_template = None
-        if spec.filename_pattern:
-            filename_template = engine.compile(spec.filename_pattern, name="--filename")
+        template = prepare_bundle(spec.bundle, engine)
+        filename = engine.compile(spec.filename_pattern, name="--filename") if spec.filename_pattern else None
         total = spec.rows.count()
     except BaseException:
         engine.close()
         raise
     engine.warm()  # the template processes start while Chromium does
-    return Prepared(template, filename_template, total, engine)
-
-
-def engine_config(settings: Settings) -> EngineConfig:
-    t = settings.templating
-    return EngineConfig(locale=t.locale, strict=t.strict, timeout_s=t.timeout_s, max_output_chars=t.max_output_chars)
-
-
-def make_engine(settings: Settings) -> Engine:
-    """An in-process engine, for one-off renders of a template author's own work (preview)."""
-    return Engine(**asdict(engine_config(settings)))
-
-
-def make_isolated_engine(settings: Settings) -> IsolatedEngine:
-    """An engine whose templates render in child processes under hard time and memory limits."""
-    t = settings.templating
-    return IsolatedEngine(engine_config(settings), processes=t.processes, memory_mb=t.memory_mb)
+    return Prepared(template, filename, total, engine)
 
 
 async def run_batch(
@@ -122,36 +104,38 @@ async def run_batch(
     (the CLI starts it before its imports), else the renderer starts its own. Closes the prepared
     engine's template processes, however it ends."""
     try:
-        return await render_all(spec, settings, prepared, on_progress, driver)
+        async with ChromiumRenderer(settings.render, driver=driver) as renderer:
+            pipeline = ItemPipeline(prepared.template, spec.options, renderer, filename=prepared.filename)
+            return await render_all(spec, pipeline, prepared.total, settings.render.concurrency, on_progress)
     finally:
         prepared.engine.close()
 
 
-async def render_all(
-    spec: RunSpec,
-    settings: Settings,
-    prepared: Prepared,
-    on_progress: ProgressCallback | None,
-    driver: Awaitable[Playwright] | None,
-) -> RunReport:
+# What the producer hands a worker: the row, and either its typed values and file name, or its failure.
+Work = tuple[Row, TypedRow | None, str | None, Failed | None]
+
+
+async def render_all(spec: RunSpec, pipeline: ItemPipeline, total: int, concurrency: int,
+                     on_progress: ProgressCallback | None) -> RunReport:
     errors_path = spec.out_dir / ERRORS_FILE
     with output_errors():
         spec.out_dir.mkdir(parents=True, exist_ok=True)
         errors_path.unlink(missing_ok=True)
-    report = RunReport(total=prepared.total)
-    namer = OutputNamer(spec.options.format, prepared.total, reserved_names(spec))
-    concurrency = settings.render.concurrency
-    queue: asyncio.Queue[tuple[Row, str | None, RowError | None] | None] = asyncio.Queue(maxsize=concurrency * 4)
+    report = RunReport(total=total)
+    namer = OutputNamer(spec.options.format, total, reserved_names(spec))
+    queue: asyncio.Queue[Work | None] = asyncio.Queue(maxsize=concurrency * 4)
     started = time.perf_counter()
     errors_file: IO[str] | None = None
 
-    def record_failure(row: Row, exc: BaseException) -> None:
+    def record_failure(row: Row, failure: Failed) -> None:
         nonlocal errors_file
         with output_errors(errors_path):
             if errors_file is None:
                 errors_file = errors_path.open("a", encoding="utf-8")
                 report.errors_path = errors_path
-            entry = {"row": row.number, **error_body(exc)}
+            entry = {"row": row.number, **failure.body()}
+            if row.line is not None:
+                entry.setdefault("line", row.line)  # where to look in the data file
             errors_file.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
             errors_file.flush()
         report.failed += 1
@@ -162,57 +146,46 @@ async def render_all(
             on_progress(report)
 
     async def produce() -> None:
+        # In row order: file names are assigned here, so they do not depend on which row renders first.
         for row in spec.rows:
-            name, name_error = None, None
-            if row.error is None:
-                try:
-                    rendered = None
-                    if prepared.filename_template is not None:
-                        # The engine HTML-escapes its output ('&' -> '&amp;'); a file name is the row's own text.
-                        rendered = unescape(await asyncio.to_thread(prepared.filename_template.render, row.values))
-                    name = namer.assign(rendered, row.number)
-                except RowError as exc:
-                    name_error = exc
-            await queue.put((row, name, name_error))
+            typed, name, failure = None, None, None
+            try:
+                if row.error is not None:
+                    raise row.error
+                typed = await pipeline.type_row(row.values)
+                name = namer.assign(typed.file_name, row.number)
+            except Exception as exc:
+                failure = pipeline.failed(exc)
+            await queue.put((row, typed, name, failure))
         for _ in range(workers):
             await queue.put(None)
 
-    async def work(renderer: ChromiumRenderer) -> None:
+    async def work() -> None:
         while (item := await queue.get()) is not None:
-            row, name, early_error = item
-            try:
-                if row.error is not None or early_error is not None:
-                    raise row.error or early_error  # type: ignore[misc]
+            row, typed, name, failure = item
+            outcome = failure or await pipeline.run(row.values, typed=typed)
+            if isinstance(outcome, Rendered):
                 assert name is not None
-                html = await asyncio.to_thread(prepared.template.render, row.values)
-                document = build_document(html, stylesheet=spec.bundle.has_stylesheet)
-                result = await renderer.render(document, spec.options, asset_root=spec.bundle.asset_root)
-                await asyncio.to_thread(write_output, spec.out_dir / name, result.data)
+                await asyncio.to_thread(write_output, spec.out_dir / name, outcome.result.data)
                 report.completed += 1
                 report.outputs.append((row.number, name))
-            except RowError as exc:
-                record_failure(row, exc)
-            except PressrunError:
-                raise  # the run itself cannot go on (e.g. Chromium cannot be restarted)
-            except Exception as exc:  # a bug must fail its row, not the other 49,999
-                log.exception("unexpected error on row %d", row.number)
-                record_failure(row, exc)
+            else:
+                record_failure(row, outcome)
             tick()
 
     # More workers than pages, so templating and file writes overlap with rendering.
     workers = concurrency * 2
     try:
-        async with ChromiumRenderer(settings.render, driver=driver) as renderer:
-            tasks = [asyncio.create_task(produce()), *(asyncio.create_task(work(renderer)) for _ in range(workers))]
-            try:
-                await asyncio.gather(*tasks)
-            except BaseException:
-                # The run cannot go on (a full disk; Chromium cannot be restarted): stop every
-                # worker before the browser closes under them, so none reports it as its own failure.
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
+        tasks = [asyncio.create_task(produce()), *(asyncio.create_task(work()) for _ in range(workers))]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # The run cannot go on (a full disk; Chromium cannot be restarted): stop every
+            # worker before the browser closes under them, so none reports it as its own failure.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
     finally:
         if errors_file is not None:
             with contextlib.suppress(OSError):  # a full disk: the error being raised says so

@@ -31,9 +31,11 @@ if TYPE_CHECKING:
     from playwright.async_api import Playwright
 
     from pressrun.driver import PrestartedDriver
+    from pressrun.models import RenderResult
     from pressrun.runner import RunReport
     from pressrun.settings import Settings
     from pressrun.templating.bundle import TemplateBundle
+    from pressrun.templating.prepared import PreparedTemplate
 
 FORMAT_CHOICES = ["png", "jpeg", "jpg", "webp", "pdf"]
 ERRORS_NAME = "errors.jsonl"  # pressrun.runner.ERRORS_FILE, without importing the runner at start-up
@@ -89,27 +91,13 @@ def main(verbose: int) -> None:
     atexit.register(gc.freeze)
 
 
-def render_options(
-    bundle: TemplateBundle,
-    fmt: str | None,
-    quality: int | None,
-    scale: float | None,
-    width: int | None,
-    height: int | None,
-) -> RenderOptions:
-    manifest = bundle.manifest
-    pdf = manifest.pdf
-    if (width or height) and pdf.page_size is not None:
-        # --width/--height on the command line are the page this run asks for, over the manifest's page_size.
-        pdf = dataclasses.replace(pdf, page_size=None, landscape=False)
-    return RenderOptions(
-        format=OutputFormat.parse(fmt) if fmt else manifest.format,
-        width_px=width or manifest.width_px,
-        height_px=height or manifest.height_px,
-        scale=scale or manifest.scale,
-        quality=quality or manifest.quality,
-        pdf=pdf,
-    )
+def render_options(bundle: TemplateBundle, fmt: str | None, quality: int | None, scale: float | None,
+                   width: int | None, height: int | None) -> RenderOptions:
+    """The template's settings with this command's options over them (pressrun.options: the API's rule too)."""
+    from pressrun.options import Overrides, TemplateDefaults, resolve_options
+
+    overrides = Overrides(format=fmt, quality=quality, scale=scale, width_px=width, height_px=height)
+    return resolve_options(TemplateDefaults.of_manifest(bundle.manifest), overrides)
 
 
 def load_settings(
@@ -124,6 +112,26 @@ def load_settings(
             "render.concurrency": concurrency,
         }
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderArgs:
+    """``pressrun render``'s arguments and options, as click parsed them."""
+
+    template: Path
+    data: Path
+    out_dir: Path
+    fmt: str | None = None
+    quality: int | None = None
+    scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    concurrency: int | None = None
+    filename_pattern: str | None = None
+    zip_path: Path | None = None
+    merge_pdf_path: Path | None = None
+    locale: str | None = None
+    strict: bool | None = None
 
 
 @main.command()
@@ -151,18 +159,14 @@ def load_settings(
 @click.option("--locale", help="Locale for number/currency/date filters, e.g. de_DE.")
 @click.option("--strict/--no-strict", default=None,
               help="Fail rows that lack a variable the template uses (default) or render it empty.")
-def render(
-    template: Path, data: Path, out_dir: Path, fmt: str | None, quality: int | None, scale: float | None,
-    width: int | None, height: int | None, concurrency: int | None, filename_pattern: str | None,
-    zip_path: Path | None, merge_pdf_path: Path | None, locale: str | None, strict: bool | None,
-) -> None:
+def render(**params: Any) -> None:
     """Render TEMPLATE once per row of DATA (CSV, JSON, JSONL or XLSX) into OUT."""
     from pressrun.driver import PrestartedDriver
 
+    args = RenderArgs(**params)
     try:
         with PrestartedDriver() as driver:
-            report = render_rows(driver, template, data, out_dir, fmt, quality, scale, width, height,
-                                 concurrency, filename_pattern, zip_path, merge_pdf_path, locale, strict)
+            report = render_rows(driver, args)
     except PressrunError as exc:
         raise fatal_from(exc) from exc
     except OSError as exc:  # the run's own files are translated in the runner; this is the last resort
@@ -174,7 +178,7 @@ def render(
         click.echo(note, err=True)
     summary = (
         f"{report.completed} rendered, {report.failed} failed of {report.total} rows "
-        f"in {report.elapsed_s:.1f} s ({report.rate_per_s:.1f} rows/s) → {out_dir}"
+        f"in {report.elapsed_s:.1f} s ({report.rate_per_s:.1f} rows/s) → {args.out_dir}"
     )
     if report.errors_path is not None:
         summary += f"; failed rows are listed in {report.errors_path}"
@@ -183,26 +187,21 @@ def render(
         sys.exit(EXIT_ROWS_FAILED)
 
 
-def render_rows(
-    driver: PrestartedDriver, template: Path, data: Path, out_dir: Path, fmt: str | None, quality: int | None,
-    scale: float | None, width: int | None, height: int | None, concurrency: int | None,
-    filename_pattern: str | None, zip_path: Path | None, merge_pdf_path: Path | None, locale: str | None,
-    strict: bool | None,
-) -> RunReport:
+def render_rows(driver: PrestartedDriver, args: RenderArgs) -> RunReport:
     # Imported here, while Playwright's driver starts on the other core.
     from pressrun.cli.progress import RunProgress
     from pressrun.data import open_rows
     from pressrun.runner import RunSpec, prepare, run_batch
     from pressrun.templating.bundle import load_template
 
-    bundle = load_template(template)
-    options = render_options(bundle, fmt, quality, scale, width, height)
-    if merge_pdf_path is not None and options.format is not OutputFormat.PDF:
+    bundle = load_template(args.template)
+    options = render_options(bundle, args.fmt, args.quality, args.scale, args.width, args.height)
+    if args.merge_pdf_path is not None and options.format is not OutputFormat.PDF:
         raise Fatal(f"--merge-pdf needs PDF output, but the format is {options.format.value}; add --format pdf")
-    check_destinations(out_dir, zip_path, merge_pdf_path)
-    settings = load_settings(locale, strict, concurrency, bundle)
-    rows = open_rows(data, column_types=bundle.manifest.column_types)
-    spec = RunSpec(bundle, rows, out_dir, options, filename_pattern, zip_path, merge_pdf_path)
+    check_destinations(args.out_dir, args.zip_path, args.merge_pdf_path)
+    settings = load_settings(args.locale, args.strict, args.concurrency, bundle)
+    rows = open_rows(args.data)  # the pipeline applies the template's column types to each row
+    spec = RunSpec(bundle, rows, args.out_dir, options, args.filename_pattern, args.zip_path, args.merge_pdf_path)
     prepared = prepare(spec, settings)
     with RunProgress(prepared.total) as progress:
         return driver.run(run_batch(spec, settings, prepared, progress.update, driver=driver.playwright))
@@ -264,17 +263,18 @@ def preview(
         with PrestartedDriver() as driver:
             # Imported here, while Playwright's driver starts on the other core.
             from pressrun.cli.paths import check_output_file
-            from pressrun.runner import make_engine, write_output
-            from pressrun.templating.bundle import build_document, load_template
+            from pressrun.runner import write_output
+            from pressrun.templating.bundle import load_template
+            from pressrun.templating.engines import make_engine
+            from pressrun.templating.prepared import prepare_bundle
 
             bundle = load_template(template)
             options = render_options(bundle, preview_format(out_path, fmt), None, scale, width, height)
             check_output_file("-o/--out", out_path)
             row, strict = preview_row(bundle, data_path)
             settings = load_settings(locale, strict, 1, bundle)
-            compiled = make_engine(settings).compile(bundle.source, name=bundle.source_name)
-            document = build_document(compiled.render(row), stylesheet=bundle.has_stylesheet)
-            result = driver.run(render_one(settings, document, options, bundle, driver.playwright))
+            prepared = prepare_bundle(bundle, make_engine(settings))
+            result = driver.run(render_one(settings, prepared, row, options, driver.playwright))
             out_path.parent.mkdir(parents=True, exist_ok=True)
             write_output(out_path, result.data)
     except RowError as exc:
@@ -293,10 +293,10 @@ def preview(
 
 def preview_row(bundle: TemplateBundle, data_path: Path | None) -> tuple[dict[str, Any], bool | None]:
     """The row to preview with, and whether to force lenient mode (no data at all: show the layout).
-    The manifest's [columns] types apply to it as they do to a data file's rows."""
+    The manifest's [columns] types apply to it in the pipeline, as they do to a data file's rows."""
     if data_path is None:
         if bundle.manifest.sample:
-            return typed_row(bundle, copy.deepcopy(bundle.manifest.sample[0])), None
+            return copy.deepcopy(bundle.manifest.sample[0]), None
         return {}, False
     try:
         value = json.loads(data_path.read_text(encoding="utf-8"))
@@ -306,28 +306,20 @@ def preview_row(bundle: TemplateBundle, data_path: Path | None) -> tuple[dict[st
         value = value[0]
     if not isinstance(value, dict):
         raise Fatal(f"--data {data_path}: expected a JSON object (one row), got {type(value).__name__}")
-    return typed_row(bundle, value), None
+    return value, None
 
 
-def typed_row(bundle: TemplateBundle, row: dict[str, Any]) -> dict[str, Any]:
-    """Apply the manifest's column types, so a preview row behaves as the row would in `render`."""
-    from pressrun.data.types import apply_column_types, parse_column_types
-    from pressrun.templating.bundle import MANIFEST_NAME
-
-    column_types = parse_column_types(bundle.manifest.column_types, file=MANIFEST_NAME)
-    error = apply_column_types(row, column_types)
-    if error is not None:
-        raise error
-    return row
-
-
-async def render_one(
-    settings: Settings, document: str, options: RenderOptions, bundle: TemplateBundle, driver: Awaitable[Playwright]
-) -> Any:
+async def render_one(settings: Settings, template: PreparedTemplate, row: dict[str, Any], options: RenderOptions,
+                     driver: Awaitable[Playwright]) -> RenderResult:
+    """One row through the item pipeline; its failure is raised (a RowError: exit 1)."""
+    from pressrun.pipeline import Failed, ItemPipeline
     from pressrun.rendering import ChromiumRenderer
 
     async with ChromiumRenderer(settings.render, concurrency=1, driver=driver) as renderer:
-        return await renderer.render(document, options, asset_root=bundle.asset_root)
+        outcome = await ItemPipeline(template, options, renderer).run(row)
+    if isinstance(outcome, Failed):
+        raise outcome.error
+    return outcome.result
 
 
 @main.command()
@@ -335,9 +327,9 @@ async def render_one(
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of one path per line.")
 def variables(template: Path, as_json: bool) -> None:
     """List the variables TEMPLATE reads from each row, nested paths included."""
-    from pressrun.runner import make_engine
     from pressrun.settings import Settings
     from pressrun.templating.bundle import load_template
+    from pressrun.templating.engines import make_engine
 
     try:
         bundle = load_template(template)

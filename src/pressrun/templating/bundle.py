@@ -19,12 +19,11 @@ from typing import Any
 
 from pressrun.data.types import VALID_TYPE_NAMES, parse_column_types
 from pressrun.errors import DataError, TemplateError, UsageError
-from pressrun.models import PAGE_SIZES_IN, OutputFormat, PdfOptions
+from pressrun.models import OutputFormat, PdfOptions
 
 MANIFEST_NAME = "pressrun.toml"
 TEMPLATE_NAME = "template.html"
 STYLESHEET_NAME = "style.css"
-PDF_KEYS = ("page_size", "landscape", "margin_mm")
 MANIFEST_KEYS = {"name", "width", "height", "format", "quality", "scale", "locale", "pdf", "columns", "sample"}
 
 BASE_STYLE = "<style>html,body{margin:0;padding:0}</style>"
@@ -167,23 +166,12 @@ def parse_columns(raw: Any, fail: Any) -> dict[str, str]:
 
 
 def parse_pdf_options(raw: Any, fail: Any) -> PdfOptions:
-    if not isinstance(raw, dict):
-        raise fail("pdf", raw, f"a table with {', '.join(PDF_KEYS)}")
-    unknown = [key for key in raw if key not in PDF_KEYS]
-    if unknown:
-        raise fail(f"pdf.{unknown[0]}", raw[unknown[0]], f"one of the [pdf] keys {', '.join(PDF_KEYS)}")
-    page_size = raw.get("page_size")
-    if page_size is not None:
-        if not isinstance(page_size, str) or page_size.lower() not in PAGE_SIZES_IN:
-            raise fail("pdf.page_size", page_size, f"one of {', '.join(PAGE_SIZES_IN)}")
-        page_size = page_size.lower()
-    landscape = raw.get("landscape", False)
-    if not isinstance(landscape, bool):
-        raise fail("pdf.landscape", landscape, "true or false")
-    margin = raw.get("margin_mm", 0)
-    if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin <= 100:
-        raise fail("pdf.margin_mm", margin, "a number of millimetres from 0 to 100")
-    return PdfOptions(page_size=page_size, landscape=landscape, margin_mm=float(margin))
+    """``[pdf]`` -> PdfOptions, through the one converter (PdfOptions.from_dict); its complaint is
+    re-said in the manifest's terms (file, key, value, what is valid)."""
+    try:
+        return PdfOptions.from_dict(raw)
+    except UsageError as exc:
+        raise fail(exc.details["field"], exc.details.get("value", raw), exc.details["valid"]) from exc
 
 
 def build_document(body_html: str, *, stylesheet: bool, css: str | None = None) -> str:

@@ -145,10 +145,14 @@ class ItemPipeline:
         return result
 
     def failed(self, exc: Exception) -> Failed:
-        """The error policy: a failed row, or ``exc`` raised again when the run cannot go on."""
-        if disposition(exc) is Disposition.STOP:
-            raise exc
-        if isinstance(exc, PressrunError):
-            return Failed(exc)
-        log.error("unexpected error rendering a row", exc_info=exc)
-        return Failed(InternalError(error_body(exc)["message"]))
+        return failure(exc)
+
+
+def failure(exc: Exception) -> Failed:
+    """The error policy: ``exc`` as a failed row, or raised again when the run cannot go on."""
+    if disposition(exc) is Disposition.STOP:
+        raise exc
+    if isinstance(exc, PressrunError):
+        return Failed(exc)
+    log.error("unexpected error rendering a row", exc_info=exc)
+    return Failed(InternalError(error_body(exc)["message"]))

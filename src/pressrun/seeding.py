@@ -31,8 +31,7 @@ def import_template_folder(service: Any, folder: Path, workspace_uid: str) -> st
         "quality": manifest.quality,
         "scale": manifest.scale,
         "locale": manifest.locale,
-        "pdf": {"page_size": manifest.pdf.page_size, "landscape": manifest.pdf.landscape,
-                "margin_mm": manifest.pdf.margin_mm},
+        "pdf": manifest.pdf.to_dict(),
         # TOML dates are not JSON; the API stores sample data as JSON, as a client would send it.
         "sample_data": json.loads(json.dumps(manifest.sample[0], default=str)) if manifest.sample else None,
         "column_types": dict(manifest.column_types),

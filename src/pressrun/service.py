@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
 
 from limits import parse
 from limits.storage import MemoryStorage
@@ -17,11 +19,12 @@ from sqlalchemy import Engine
 
 from pressrun.background import cancel_and_wait
 from pressrun.db import connect, migrate, repo
-from pressrun.jobs.dispatcher import Dispatcher, TemplateCache
+from pressrun.jobs.dispatcher import Dispatcher
 from pressrun.rendering import ChromiumRenderer
-from pressrun.runner import make_isolated_engine
 from pressrun.settings import PlanSettings, Settings
 from pressrun.storage import LocalStorage, UrlSigner, load_or_create_secret
+from pressrun.templating.engines import make_isolated_engine
+from pressrun.templating.prepared import TemplateCache
 from pressrun.webhooks.sender import WebhookSender
 from pressrun.webhooks.store import EventRecorder
 
@@ -37,7 +40,8 @@ class Service:
         self.signer = UrlSigner(load_or_create_secret(settings.data_dir / "secret.key"))
         # Templates are untrusted: rows render in child processes with hard time and memory limits.
         self.template_engine = make_isolated_engine(settings)
-        self.templates = TemplateCache(self.db, self.template_engine, self.storage)
+        self.templates = TemplateCache(partial(repo.template_version_by_id, self.db), self.template_engine,
+                                       self.asset_root)
         self.renderer = ChromiumRenderer(settings.render)
         self.events = EventRecorder(self.file_url, self.results_url)
         self.webhooks = WebhookSender(self.db, settings.webhooks)
@@ -46,6 +50,10 @@ class Service:
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
         self._tasks: list[asyncio.Task[None]] = []
         self.browser_ready = False
+
+    def asset_root(self, template_uid: str) -> Path:
+        """The folder a stored template's assets (images, fonts) load from."""
+        return self.storage.path(f"templates/{template_uid}")
 
     @property
     def base_url(self) -> str:

@@ -12,6 +12,7 @@ from pressrun.api.problems import ApiProblem
 from pressrun.db import repo
 from pressrun.errors import TemplateSyntaxError
 from pressrun.service import Service
+from pressrun.templating.prepared import RowTemplate
 
 
 def service_of(request: Request) -> Service:
@@ -40,12 +41,18 @@ def template_not_found(uid: str) -> ApiProblem:
                       templateUid=uid)
 
 
-def check_template_source(request: Request, html: str, field: str = "html") -> list[str]:
-    """Compile to catch syntax errors at create/update time; returns the variables it uses."""
+def compile_source(request: Request, html: str, field: str = "html") -> RowTemplate:
+    """Compile a client's template source in the service's (isolated) engine; a syntax error is a 422
+    naming the field and the line. Blocking: call it in a worker thread."""
     try:
-        return service_of(request).template_engine.compile(html, name="template.html").variables()
+        return service_of(request).template_engine.compile(html, name="template.html")
     except TemplateSyntaxError as exc:
         line = exc.details.get("line")
         raise ApiProblem(
             422, f"{field}: {exc.message}", code="template_syntax_error", field=field, line=line,
         ) from exc
+
+
+def check_template_source(request: Request, html: str, field: str = "html") -> list[str]:
+    """Compile to catch syntax errors at create/update time; returns the variables it uses."""
+    return compile_source(request, html, field).variables()

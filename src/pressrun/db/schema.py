@@ -129,6 +129,9 @@ batches = Table(
     Column("filename", String(500), nullable=True),
     Column("zip", Boolean, nullable=False),
     Column("webhook_url", String(2000), nullable=True),
+    # The PDF page the batch was accepted with (pressrun.options); NULL for batches accepted before
+    # it was stored here, which use their template version's page.
+    Column("pdf", JSON, nullable=True),
     Column("total_items", Integer, nullable=False),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     _ts("created_at", nullable=False),
@@ -156,6 +159,7 @@ items = Table(
     Column("render_ms", Integer, nullable=True),
     Column("error_code", String(60), nullable=True),
     Column("error_message", Text, nullable=True),
+    Column("error_details", JSON, nullable=True),  # the error's machine-readable context: column, value, variable…
     _ts("started_at"),
     _ts("finished_at"),
     _ts("expired_at"),

@@ -5,6 +5,12 @@ Durability comes from the item rows, not from memory: an item is claimed (``queu
 ``rendering``. At start-up every item left ``rendering`` by a crash is queued again, so kill -9 at
 any moment loses nothing; re-rendering writes the same storage key, so no item is counted twice.
 
+Each item renders through the item pipeline (pressrun.pipeline) of its batch: the pinned template
+version with the options the batch was accepted with. The pipeline's error policy decides what a
+failure means: an error of the row is recorded on the item (code, message and details); an error that
+stops (Chromium cannot start, storage cannot be written) puts the item back in the queue and pauses
+dispatch for ``UNAVAILABLE_BACKOFF_S``, so nothing accepted is lost to a full disk or a missing browser.
+
 Fairness: each active batch may have at most its own ``concurrency`` items in flight, and free
 capacity is shared between batches in turn, so a 50,000-item batch cannot starve a small one.
 """
@@ -14,26 +20,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from html import unescape
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
 from pressrun.background import cancel_and_wait, nap
-from pressrun.data.types import ColumnType, apply_column_types, parse_column_types
 from pressrun.db import repo
-from pressrun.errors import BrowserUnavailableError, PressrunError, RowError
-from pressrun.models import OutputFormat, PdfOptions, RenderOptions
-from pressrun.rendering import ChromiumRenderer
-from pressrun.storage import LocalStorage
-from pressrun.templating.bundle import build_document
-from pressrun.templating.isolation import IsolatedEngine as TemplateEngine
-from pressrun.templating.isolation import IsolatedTemplate as CompiledTemplate
+from pressrun.errors import OutputError
+from pressrun.models import OutputFormat
+from pressrun.options import stored_batch_options
+from pressrun.pipeline import Disposition, Failed, ItemPipeline, Rendered, disposition, failure
+from pressrun.templating.prepared import TemplateCache
+
+if TYPE_CHECKING:
+    from pressrun.rendering.base import Renderer
+    from pressrun.storage import LocalStorage
 
 log = logging.getLogger(__name__)
 
@@ -45,81 +48,30 @@ WRITE_ATTEMPTS = 6  # about a minute of retries before an outcome is left for th
 WRITE_RETRY_BASE_S = 0.5
 
 
-@dataclass(frozen=True)
-class PreparedTemplate:
-    uid: str
-    template: CompiledTemplate
-    css: str
-    asset_root: Path
-    pdf: PdfOptions
-    column_types: dict[str, ColumnType]
-
-    def row(self, raw: dict[str, Any]) -> dict[str, Any]:
-        """Apply the template's column types (CSV strings → numbers, dates…); raises the row's error."""
-        if self.column_types:
-            error = apply_column_types(raw, self.column_types)
-            if error is not None:
-                raise error
-        return raw
+def output_key(batch_uid: str, index: int, fmt: OutputFormat) -> str:
+    """Where an item's file is stored: the same key every time it is rendered, so a re-render replaces it."""
+    return f"batches/{batch_uid}/{index}.{fmt.extension}"
 
 
-class TemplateCache:
-    """Compiled template versions, by (template id, version); a version never changes once written."""
-
-    def __init__(self, db: Engine, engine: TemplateEngine, storage: LocalStorage, size: int = 64) -> None:
-        self.db, self.engine, self.storage, self.size = db, engine, storage, size
-        self._cache: dict[tuple[int, int], PreparedTemplate] = {}
-        self._patterns: dict[str, CompiledTemplate] = {}
-        self._lock = threading.Lock()  # called from worker threads (API and dispatcher)
-
-    def get(self, template_id: int, version: int) -> PreparedTemplate:
-        with self._lock:
-            return self._get(template_id, version)
-
-    def _get(self, template_id: int, version: int) -> PreparedTemplate:
-        key = (template_id, version)
-        found = self._cache.get(key)
-        if found is None:
-            row = repo.template_version_by_id(self.db, template_id, version)
-            if row is None:
-                raise PressrunError(f"version {version} of template {template_id} is missing")
-            found = PreparedTemplate(
-                uid=row.uid,
-                template=self.engine.compile(row.html, name="template.html"),
-                css=row.css,
-                asset_root=asset_root(self.storage, row.uid),
-                pdf=pdf_options(row.pdf),
-                column_types=parse_column_types(row.column_types or {}, file="columnTypes"),
-            )
-            if len(self._cache) >= self.size:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = found
-        return found
-
-    def filename_pattern(self, pattern: str) -> CompiledTemplate:
-        with self._lock:
-            return self._filename_pattern(pattern)
-
-    def _filename_pattern(self, pattern: str) -> CompiledTemplate:
-        compiled = self._patterns.get(pattern)
-        if compiled is None:
-            if len(self._patterns) >= self.size:
-                self._patterns.pop(next(iter(self._patterns)))
-            compiled = self._patterns[pattern] = self.engine.compile(pattern, name="filename")
-        return compiled
+def completed_outcome(key: str, outcome: Rendered) -> dict[str, Any]:
+    result = outcome.result
+    return {"status": "completed", "output_key": key, "width": result.width_px, "height": result.height_px,
+            "bytes": len(result.data), "render_ms": round(result.render_ms), "file_name": outcome.file_name,
+            "error_code": None, "error_message": None, "error_details": None}
 
 
-def asset_root(storage: LocalStorage, template_uid: str) -> Path:
-    return storage.path(f"templates/{template_uid}")
+def failed_outcome(failed: Failed) -> dict[str, Any]:
+    details = {k: v for k, v in failed.body().items() if k not in ("code", "message")}
+    return {"status": "failed", "error_code": failed.code, "error_message": failed.message,
+            "error_details": json.loads(json.dumps(details, default=str)) if details else None}
 
 
-def pdf_options(raw: dict[str, Any] | None) -> PdfOptions:
-    raw = raw or {}
-    return PdfOptions(
-        page_size=raw.get("page_size"),
-        landscape=bool(raw.get("landscape", False)),
-        margin_mm=float(raw.get("margin_mm", 0.0)),
-    )
+def store_output(storage: LocalStorage, key: str, data: bytes) -> None:
+    """Write an item's file; a storage that cannot take it (a full disk) stops dispatch, not the item."""
+    try:
+        storage.put(key, data)
+    except OSError as exc:
+        raise OutputError(f"cannot store {key}: {exc.strerror or exc}", file=key) from exc
 
 
 BatchFinished = Callable[[int, str], Awaitable[None]]
@@ -130,7 +82,7 @@ class Dispatcher:
         self,
         db: Engine,
         storage: LocalStorage,
-        renderer: ChromiumRenderer,
+        renderer: Renderer,
         templates: TemplateCache,
         on_batch_finished: BatchFinished | None = None,
         recorder: Any = None,
@@ -144,6 +96,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._batches: dict[int, Any] = {}  # the immutable fields of batches with items in flight
+        self._pipelines: dict[int, ItemPipeline] = {}  # and the pipeline each renders through
         self._paused_until = 0.0
         # Claim in chunks of about a page's worth, not one item per completion: fewer transactions.
         self.claim_chunk = max(1, renderer.concurrency)
@@ -266,51 +219,34 @@ class Dispatcher:
             if self.in_flight[batch_id] <= 0:
                 self.in_flight.pop(batch_id, None)
                 self._batches.pop(batch_id, None)
+                self._pipelines.pop(batch_id, None)
             self._wake.set()
 
     async def _render(self, batch: Any, item: Any) -> dict[str, Any] | None:
+        """The item's outcome as it is recorded, or None when dispatch must stop for a while (Chromium
+        is unavailable, storage cannot be written): not the row's fault, so it goes back to the queue."""
         try:
-            prepared = await asyncio.to_thread(self.templates.get, batch.template_id, batch.template_version)
-            variables = prepared.row(json.loads(item.variables))
-            # In a thread: a template may use its whole time budget, and the event loop must not stall.
-            html = await asyncio.to_thread(prepared.template.render, variables, locale=batch.locale)
-            file_name = None
-            if batch.filename:
-                # The engine HTML-escapes its output; a file name is the row's own text.
-                pattern = self.templates.filename_pattern(batch.filename)
-                file_name = unescape(await asyncio.to_thread(pattern.render, variables))[:300]
-            fmt = OutputFormat(batch.format)
-            options = RenderOptions(
-                format=fmt,
-                width_px=batch.width,
-                height_px=batch.height,
-                scale=batch.scale,
-                quality=batch.quality,
-                pdf=prepared.pdf,
-            )
-            document = build_document(html, stylesheet=False, css=prepared.css)
-            result = await self.renderer.render(document, options, asset_root=prepared.asset_root)
-            key = f"batches/{batch.uid}/{item.idx}.{fmt.extension}"
-            await asyncio.to_thread(self.storage.put, key, result.data)
-        except RowError as exc:
-            return {"status": "failed", "error_code": exc.code, "error_message": exc.message}
-        except BrowserUnavailableError as exc:
-            log.error("Chromium is unavailable (%s); pausing for %.0f s", exc.message, UNAVAILABLE_BACKOFF_S)
-            self._paused_until = asyncio.get_running_loop().time() + UNAVAILABLE_BACKOFF_S
-            return None
-        except PressrunError as exc:
-            return {"status": "failed", "error_code": exc.code, "error_message": exc.message}
-        except Exception as exc:  # a bug fails its item with a reason, not the batch
-            log.exception("unexpected error rendering item %d", item.id)
-            return {"status": "failed", "error_code": "internal_error", "error_message": f"internal error: {exc}"}
-        return {
-            "status": "completed",
-            "output_key": key,
-            "width": result.width_px,
-            "height": result.height_px,
-            "bytes": len(result.data),
-            "render_ms": round(result.render_ms),
-            "file_name": file_name,
-            "error_code": None,
-            "error_message": None,
-        }
+            pipeline = await self._pipeline(batch)
+            outcome = await pipeline.run(json.loads(item.variables))
+            if isinstance(outcome, Failed):
+                return failed_outcome(outcome)
+            key = output_key(batch.uid, item.idx, pipeline.options.format)
+            await asyncio.to_thread(store_output, self.storage, key, outcome.result.data)
+            return completed_outcome(key, outcome)
+        except Exception as exc:
+            if disposition(exc) is Disposition.STOP:
+                log.error("%s; pausing for %.0f s", exc, UNAVAILABLE_BACKOFF_S)
+                self._paused_until = asyncio.get_running_loop().time() + UNAVAILABLE_BACKOFF_S
+                return None
+            return failed_outcome(failure(exc))  # the template version is missing, a bad stored option…
+
+    async def _pipeline(self, batch: Any) -> ItemPipeline:
+        """The batch's pipeline: its pinned template version with the options it was accepted with."""
+        pipeline = self._pipelines.get(batch.id)
+        if pipeline is None:
+            template = await asyncio.to_thread(self.templates.get, batch.template_id, batch.template_version)
+            filename = await asyncio.to_thread(self.templates.filename_pattern, batch.filename) if batch.filename else None
+            pipeline = ItemPipeline(template, stored_batch_options(batch, template.defaults.pdf), self.renderer,
+                                    locale=batch.locale, filename=filename)
+            self._pipelines[batch.id] = pipeline
+        return pipeline

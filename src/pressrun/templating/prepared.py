@@ -5,10 +5,9 @@ A :class:`PreparedTemplate` is everything the item pipeline needs of a template:
 document is put together (an inline stylesheet for stored templates, a linked ``style.css`` for
 template folders), the folder its assets load from, its column types and its output defaults.
 
-It is made in one of three ways: from a template folder (:func:`prepare_bundle`, the CLI), from a
-stored template version (:class:`TemplateCache`, the API and the dispatcher; a version never changes
-once written, so it is compiled once), or from the raw HTML of a request (:func:`prepare_source`,
-``/image`` and ``/pdf/render``).
+It is made from a template folder (:func:`prepare_bundle`, the CLI), from a stored template version
+(:class:`TemplateCache`, the API and the dispatcher; a version never changes once written, so it is
+compiled once), or directly from the raw HTML and CSS of a request (``/image``, ``/pdf/render``).
 """
 
 from __future__ import annotations
@@ -70,11 +69,6 @@ def prepare_bundle(bundle: TemplateBundle, engine: TemplateCompiler) -> Prepared
         stylesheet=bundle.has_stylesheet,
         asset_root=bundle.asset_root,
     )
-
-
-def prepare_source(engine: TemplateCompiler, html: str, css: str = "") -> PreparedTemplate:
-    """The raw HTML (and CSS) of one request; it has no assets of its own."""
-    return PreparedTemplate(template=engine.compile(html, name="template.html"), css=css)
 
 
 def prepare_stored(version: Any, engine: TemplateCompiler, asset_root: Path) -> PreparedTemplate:

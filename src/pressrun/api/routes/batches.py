@@ -32,8 +32,9 @@ from pressrun.db import repo
 from pressrun.db.repo import ApiKey, BatchTooLarge, iso
 from pressrun.errors import DataError
 from pressrun.jobs.archive import ArchiveEntry, stream_zip
-from pressrun.models import OutputFormat, RenderOptions
+from pressrun.models import OutputFormat
 from pressrun.naming import OutputNamer
+from pressrun.options import Overrides, TemplateDefaults, batch_fields, resolve_locale, resolve_options
 from pressrun.rendering.pdf import merge_pdfs
 from pressrun.webhooks.policy import RefusedUrl, check_url
 
@@ -172,20 +173,20 @@ async def batch_render(uid: str, request: Request, key: ApiKey = Depends(authent
             except RefusedUrl as exc:
                 raise ApiProblem(422, f"webhookUrl: {exc}", code="webhook_url_refused", field="webhookUrl",
                                  value=str(options.webhook_url)) from exc
-        fmt_value = OutputFormat.parse(options.format or template.format).value
+        # Resolved and checked once, now, not per item (an image its format cannot hold would fail every
+        # item alike); the items render with exactly these options.
+        defaults = TemplateDefaults.of_stored(template)
+        overrides = Overrides(format=options.format, width_px=options.width, height_px=options.height,
+                              quality=options.quality, scale=options.scale, locale=options.locale)
+        resolved = resolve_options(defaults, overrides)
         if options.filename:
             await run_in_threadpool(check_template_source, request, options.filename, "filename")
         batch = {
             "workspace_id": key.workspace_id, "template_id": template.id, "template_version": template.version,
-            "format": fmt_value, "quality": options.quality or template.quality, "scale": options.scale or template.scale,
-            "width": options.width or template.width, "height": options.height or template.height,
-            "locale": options.locale or template.locale, "concurrency": options.concurrency,
-            "filename": options.filename, "zip": options.zip,
+            **batch_fields(resolved), "locale": resolve_locale(defaults, overrides),
+            "concurrency": options.concurrency, "filename": options.filename, "zip": options.zip,
             "webhook_url": str(options.webhook_url) if options.webhook_url else None,
         }
-        # Checked now, not per item: an image its format cannot hold would fail every item alike.
-        RenderOptions(format=OutputFormat(fmt_value), width_px=batch["width"], height_px=batch["height"],
-                      scale=batch["scale"], quality=batch["quality"])
         try:
             batch_uid, total = await run_in_threadpool(repo.create_batch, service.db, batch, rows, plan.max_batch_items,
                                                        service.events, plan.max_concurrent_batches)

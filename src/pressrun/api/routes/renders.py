@@ -1,6 +1,9 @@
 """Synchronous renders: a stored template with variables, raw HTML to an image, HTML to a PDF,
 and several pages into one PDF. Each answers JSON with a signed URL, or the file itself when the
-client asks for it in ``Accept`` (``image/*`` or ``application/pdf``)."""
+client asks for it in ``Accept`` (``image/*`` or ``application/pdf``).
+
+Every page goes through the item pipeline (pressrun.pipeline) with options from the one resolver
+(pressrun.options), as batch items and the CLI's rows do; a failed row answers 422 with its code."""
 
 from __future__ import annotations
 
@@ -15,16 +18,17 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from pressrun.api.auth import authenticate
-from pressrun.api.deps import check_template_source, file_url, service_of, template_or_404
+from pressrun.api.deps import compile_source, file_url, service_of, template_or_404
 from pressrun.api.problems import ApiProblem
 from pressrun.api.schemas import ImageIn, MultiPageIn, PdfLayoutIn, PdfRenderIn, TemplateRenderIn
 from pressrun.db import repo
 from pressrun.db.repo import ApiKey
 from pressrun.errors import RowError
-from pressrun.jobs.dispatcher import asset_root, pdf_options
-from pressrun.models import OutputFormat, PdfOptions, RenderOptions, RenderResult
-from pressrun.rendering.pdf import merge_pdfs_bytes, page_count
-from pressrun.templating.bundle import build_document
+from pressrun.models import OutputFormat, RenderResult
+from pressrun.options import A4_AT_96_DPI_PX, Overrides, TemplateDefaults, resolve_locale, resolve_options
+from pressrun.pipeline import Failed, ItemPipeline
+from pressrun.rendering.pdf import merge_pdfs_bytes
+from pressrun.templating.prepared import PreparedTemplate
 
 router = APIRouter(tags=["renders"])
 
@@ -90,42 +94,47 @@ def emits_failures(route: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
     return wrapper
 
 
-def row_failed(exc: RowError) -> ApiProblem:
-    """A render that fails because of its input is the client's to fix: 422 with the row error's code."""
-    problem = ApiProblem(422, exc.message, code=exc.code, **{k: v for k, v in exc.details.items()
-                                                         if isinstance(v, str | int | float | bool)})
-    problem.row_error = True  # type: ignore[attr-defined]
+def failed_problem(failed: Failed) -> ApiProblem:
+    """A render that fails because of its input is the client's to fix: 422 with the row error's code
+    (a bad option keeps its own status; a bug is a 500). Only row errors send render.failed."""
+    error = failed.error
+    status = 422 if isinstance(error, RowError) else error.http_status
+    problem = ApiProblem(status, error.message, code=error.code, **{k: v for k, v in error.details.items()
+                                                                 if isinstance(v, str | int | float | bool)})
+    problem.row_error = isinstance(error, RowError)  # type: ignore[attr-defined]
     return problem
 
 
-def fmt_of(value: str | None, default: str) -> OutputFormat:
-    return OutputFormat.parse(value or default)
+async def run_pipeline(pipeline: ItemPipeline, variables: dict[str, Any]) -> RenderResult:
+    """The row through the item pipeline; a failed row is raised as its problem. An error that stops the
+    pipeline (Chromium unavailable) is raised as it is: the PressrunError handler answers it (503)."""
+    outcome = await pipeline.run(variables)
+    if isinstance(outcome, Failed):
+        raise failed_problem(outcome)
+    return outcome.result
 
 
-async def render_template_html(request: Request, key: ApiKey, uid: str, variables: dict[str, Any],
-                               locale: str | None) -> tuple[Any, str]:
+async def render_stored(request: Request, key: ApiKey, uid: str, variables: dict[str, Any],
+                        overrides: Overrides) -> RenderResult:
+    """A stored template (its current version) with ``overrides`` over its own settings."""
     row = await template_or_404(request, key.workspace_id, uid)
     service = service_of(request)
-    prepared = await run_in_threadpool(service.templates.get, row.id, row.version)
-    try:
-        # Off the event loop: a template may spend its whole time budget, and the server must not stall.
-        html = await run_in_threadpool(
-            lambda: prepared.template.render(prepared.row(dict(variables)), locale=locale or row.locale)
-        )
-    except RowError as exc:
-        raise row_failed(exc) from exc
-    return row, build_document(html, stylesheet=False, css=row.css)
+    template = await run_in_threadpool(service.templates.get, row.id, row.version)
+    options = resolve_options(template.defaults, overrides)
+    pipeline = ItemPipeline(template, options, service.renderer, locale=resolve_locale(template.defaults, overrides),
+                            count_pages=True)
+    return await run_pipeline(pipeline, variables)
 
 
-async def run_render(request: Request, document: str, options: RenderOptions, root: Any = None) -> RenderResult:
-    try:
-        result = await service_of(request).renderer.render(document, options, asset_root=root)
-    except RowError as exc:
-        raise row_failed(exc) from exc
-    if options.format is OutputFormat.PDF:
-        pages = await asyncio.to_thread(page_count, result.data)
-        result = RenderResult(result.data, result.format, result.width_px, result.height_px, pages, result.render_ms)
-    return result
+async def render_source(request: Request, html: str, css: str, variables: dict[str, Any], field: str,
+                        defaults: TemplateDefaults, overrides: Overrides) -> RenderResult:
+    """The raw HTML of a request (it has no assets of its own)."""
+    service = service_of(request)
+    compiled = await run_in_threadpool(compile_source, request, html, field)
+    options = resolve_options(defaults, overrides)
+    pipeline = ItemPipeline(PreparedTemplate(compiled, defaults, css=css), options, service.renderer,
+                            count_pages=True)
+    return await run_pipeline(pipeline, variables)
 
 
 @router.post("/templates/{uid}/render")
@@ -133,12 +142,9 @@ async def run_render(request: Request, document: str, options: RenderOptions, ro
 async def render_template(uid: str, body: TemplateRenderIn, request: Request,
                           key: ApiKey = Depends(authenticate)) -> Any:
     started = time.perf_counter()
-    row, document = await render_template_html(request, key, uid, body.variables, body.locale)
-    options = RenderOptions(
-        format=fmt_of(body.format, row.format), width_px=body.width or row.width, height_px=body.height or row.height,
-        scale=body.scale or row.scale, quality=body.quality or row.quality, pdf=pdf_options(row.pdf),
-    )
-    result = await run_render(request, document, options, asset_root(service_of(request).storage, uid))
+    overrides = Overrides(format=body.format, width_px=body.width, height_px=body.height, quality=body.quality,
+                          scale=body.scale, locale=body.locale)
+    result = await render_stored(request, key, uid, body.variables, overrides)
     return await respond(request, key, result, started)
 
 
@@ -146,45 +152,28 @@ async def render_template(uid: str, body: TemplateRenderIn, request: Request,
 @emits_failures
 async def render_image(body: ImageIn, request: Request, key: ApiKey = Depends(authenticate)) -> Any:
     started = time.perf_counter()
-    await run_in_threadpool(check_template_source, request, body.html)
-    service = service_of(request)
-    try:
-        html = await run_in_threadpool(lambda: service.template_engine.compile(body.html).render(body.variables))
-    except RowError as exc:
-        raise row_failed(exc) from exc
-    options = RenderOptions(format=fmt_of(body.format, "png"), width_px=body.width, height_px=body.height,
-                            scale=body.scale, quality=body.quality, selector=body.selector)
-    result = await run_render(request, build_document(html, stylesheet=False, css=body.css), options)
+    overrides = Overrides(format=body.format, width_px=body.width, height_px=body.height, quality=body.quality,
+                          scale=body.scale, selector=body.selector)
+    result = await render_source(request, body.html, body.css, body.variables, "html", TemplateDefaults(), overrides)
     return await respond(request, key, result, started)
 
 
-def page_options(body: PdfLayoutIn, base: PdfOptions | None, width: int, height: int) -> RenderOptions:
-    base = base or PdfOptions()
-    pdf = PdfOptions(
-        page_size=body.page_size if body.page_size is not None else base.page_size,
-        landscape=body.landscape if body.landscape is not None else base.landscape,
-        margin_mm=body.margin_mm if body.margin_mm is not None else base.margin_mm,
-    )
-    return RenderOptions(format=OutputFormat.PDF, width_px=body.width or width, height_px=body.height or height, pdf=pdf)
-
-
-async def pdf_page(request: Request, key: ApiKey, page: Any, body: PdfLayoutIn,
-                   field: str) -> RenderResult:
+async def pdf_page(request: Request, key: ApiKey, page: Any, body: PdfLayoutIn, field: str) -> RenderResult:
     if (page.html is None) == (page.template_uid is None):
         raise ApiProblem(422, f"{field}: send exactly one of 'html' or 'templateUid'", code="validation_error",
                          field=field)
+    overrides = Overrides(format=OutputFormat.PDF, width_px=body.width, height_px=body.height,
+                          page_size=body.page_size, landscape=body.landscape, margin_mm=body.margin_mm)
     if page.template_uid is not None:
-        row, document = await render_template_html(request, key, page.template_uid, page.variables, None)
-        options = page_options(body, pdf_options(row.pdf), row.width, row.height)
-        return await run_render(request, document, options, asset_root(service_of(request).storage, row.uid))
-    await run_in_threadpool(check_template_source, request, page.html, f"{field}.html" if field != "body" else "html")
-    try:
-        engine = service_of(request).template_engine
-        html = await run_in_threadpool(lambda: engine.compile(page.html).render(page.variables))
-    except RowError as exc:
-        raise row_failed(exc) from exc
-    options = page_options(body, None, 794, 1123)  # A4 at 96 dpi unless told otherwise
-    return await run_render(request, build_document(html, stylesheet=False, css=page.css), options)
+        return await render_stored(request, key, page.template_uid, page.variables, overrides)
+    html_field = f"{field}.html" if field != "body" else "html"
+    return await render_source(request, page.html, page.css, page.variables, html_field, PDF_PAGE_DEFAULTS,
+                               overrides)
+
+
+# A page of raw HTML is A4 at 96 px per inch unless the request says otherwise.
+PDF_PAGE_DEFAULTS = TemplateDefaults(width_px=A4_AT_96_DPI_PX[0], height_px=A4_AT_96_DPI_PX[1],
+                                     format=OutputFormat.PDF)
 
 
 @router.post("/pdf/render")

@@ -17,6 +17,7 @@ from pressrun.api.problems import ApiProblem
 from pressrun.api.schemas import TemplateIn, TemplateOut, TemplateUpdate
 from pressrun.db import repo
 from pressrun.db.repo import ApiKey
+from pressrun.models import PdfOptions
 
 router = APIRouter(tags=["templates"])
 
@@ -40,14 +41,16 @@ def version_fields(body: TemplateIn | TemplateUpdate, *, partial: bool,
         pdf = data.pop("pdf")
         if pdf is not None and partial:
             pdf = {**(current_pdf or {}), **pdf}
-        pdf = pdf or {}
-        data["pdf"] = {"page_size": pdf.get("page_size"), "landscape": pdf.get("landscape", False),
-                       "margin_mm": pdf.get("margin_mm", 0.0)}
+        data["pdf"] = PdfOptions.from_dict(pdf).to_dict()
     elif not partial:
-        data["pdf"] = {"page_size": None, "landscape": False, "margin_mm": 0.0}
+        data["pdf"] = PdfOptions().to_dict()
     if partial:
         data = {k: v for k, v in data.items() if v is not None or k in ("locale", "sample_data")}
     return data
+
+
+def pdf_out(pdf: PdfOptions) -> dict[str, Any]:
+    return {"pageSize": pdf.page_size, "landscape": pdf.landscape, "marginMm": pdf.margin_mm}
 
 
 def template_out(row: Any, assets: list[Any] | None = None) -> dict[str, Any]:
@@ -55,8 +58,7 @@ def template_out(row: Any, assets: list[Any] | None = None) -> dict[str, Any]:
         uid=row.uid, name=row.name, version=row.version, html=row.html, css=row.css, width=row.width,
         height=row.height, format=row.format, quality=row.quality, scale=row.scale, locale=row.locale,
         sample_data=row.sample_data, column_types=row.column_types or {},
-        pdf={"pageSize": row.pdf.get("page_size"), "landscape": row.pdf.get("landscape", False),
-             "marginMm": row.pdf.get("margin_mm", 0.0)},
+        pdf=pdf_out(PdfOptions.from_dict(row.pdf)),
         assets=[{"name": a.name, "url": f"assets/{a.name}", "contentType": a.content_type, "bytes": a.bytes}
                 for a in assets or []],
         created_at=repo.aware(row.created_at), updated_at=repo.aware(row.updated_at),

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from pypdf import PdfReader
-from tests.api.conftest import Api, assert_problem, create_template
+from tests.api.conftest import Api, assert_problem, create_template, wait_for_batch
 from tests.conftest import open_image
 
 pytestmark = pytest.mark.chromium
@@ -473,3 +473,32 @@ async def test_renders_need_a_key(api: Api):
     for path, body in (("/image", {"html": "x"}), ("/pdf/render", {"html": "x"}),
                        ("/pdf/multi-page", {"pages": [{"html": "x"}]})):
         assert_problem(await api.client.post(path, json=body), 401, "unauthorized")
+
+
+async def test_a_size_override_replaces_the_templates_named_page_in_renders_and_batches(api: Api):
+    """The one options rule (pressrun.options), as in `pressrun render --width/--height`: asking for a
+    page in pixels gives that page, not the template's A4 with the size ignored."""
+    template = await create_template(api, html="<p>{{ n }}</p>", format="pdf", pdf={"pageSize": "a4", "marginMm": 2})
+    uid = template["uid"]
+    response = await api.client.post(f"/templates/{uid}/render", json={"variables": {"n": 1}, "width": 400,
+                                     "height": 300}, headers={**api.auth(), "Accept": "application/pdf"})
+    assert response.status_code == 200, response.text
+    width, height = page_points(pdf_reader(response.content))
+    assert abs(width - 300) <= 1 and abs(height - 225) <= 1  # 400×300 px at 96 px/in
+
+    # Without a size, the template's own page.
+    response = await api.client.post(f"/templates/{uid}/render", json={"variables": {"n": 1}},
+                                     headers={**api.auth(), "Accept": "application/pdf"})
+    width, height = page_points(pdf_reader(response.content))
+    assert abs(width - 595) <= 1 and abs(height - 842) <= 1
+
+    # A batch resolves the same way when it is accepted, and its items render with that page even
+    # after the template's page changes.
+    accepted = await api.client.post(f"/templates/{uid}/batch-render", headers=api.auth(),
+                                     json={"variableSets": [{"n": 2}], "width": 400, "height": 300})
+    assert accepted.status_code == 202, accepted.text
+    done = await wait_for_batch(api, accepted.json()["batchId"])
+    assert done["status"] == "completed", done
+    file = await fetch(api, done["results"][0]["url"])
+    width, height = page_points(pdf_reader(file.content))
+    assert abs(width - 300) <= 1 and abs(height - 225) <= 1

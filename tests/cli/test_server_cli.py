@@ -77,3 +77,17 @@ def test_serve_seeds_the_examples_once_and_they_render(tmp_path: Path):
             assert client.get("/templates").json()["total"] == 3
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("command", [["serve"], ["keys", "list"]])
+def test_a_database_that_cannot_be_reached_is_exit_2_naming_the_setting(command, tmp_path):
+    """serve exits as every other command does when it cannot start: 2, one line naming the fix."""
+    result = subprocess.run(
+        [PRESSRUN, *command], capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PRESSRUN_DATA_DIR": str(tmp_path),
+             "PRESSRUN_DATABASE_URL": "postgresql+psycopg://someone:hunter2@127.0.0.1:1/nothing"},
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: cannot reach the database at postgresql+psycopg://someone:***@127.0.0.1:1")
+    assert "PRESSRUN_DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr

@@ -8,7 +8,14 @@ import pytest
 
 from pressrun.errors import UsageError
 from pressrun.models import OutputFormat, PdfOptions
-from pressrun.options import Overrides, TemplateDefaults, batch_fields, resolve_locale, resolve_options, stored_batch_options
+from pressrun.options import (
+    Overrides,
+    TemplateDefaults,
+    batch_fields,
+    resolve_locale,
+    resolve_options,
+    stored_batch_options,
+)
 
 A4_TEMPLATE = TemplateDefaults(width_px=200, height_px=100, format=OutputFormat.PDF, quality=80, scale=2.0,
                                locale="de_DE", pdf=PdfOptions(page_size="a4", landscape=True, margin_mm=5))

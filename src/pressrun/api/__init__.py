@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from pressrun import __version__
 from pressrun.api import problems
+from pressrun.api.auth import authenticate_first
 from pressrun.api.middleware import BodyLimit, Idempotency, RateHeaders
 from pressrun.api.routes import batches, renders, system, templates, webhooks
 from pressrun.service import Service
@@ -34,7 +35,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = service
-    problems.install(app)
+    problems.install(app, authenticate_first)
     # Batch routes first: /templates/batch must not be read as a template uid.
     app.include_router(batches.router)
     app.include_router(templates.router)

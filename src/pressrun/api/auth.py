@@ -6,9 +6,10 @@ import math
 import time
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from pressrun.api.problems import ApiProblem
+from pressrun.api.problems import ApiProblem, problem
 from pressrun.db import repo
 from pressrun.db.repo import ApiKey
 
@@ -44,3 +45,20 @@ async def authenticate(request: Request) -> ApiKey:
         )
     request.state.api_key = key
     return key
+
+
+async def authenticate_first(request: Request) -> JSONResponse | None:
+    """FastAPI reads and parses a JSON body before it runs the route's dependencies, so a body it
+    cannot parse would be answered before the key is checked: without the rate-limit headers, not
+    counted against the limit, and with 400 instead of 401 for a client with no key. Run the key
+    check here for such routes; returns the 401/429 problem when it fails."""
+    if getattr(request.state, "api_key", None) is not None:
+        return None
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None or not any(d.call is authenticate for d in dependant.dependencies):
+        return None
+    try:
+        await authenticate(request)
+    except ApiProblem as exc:
+        return problem(exc.status, exc.detail, code=exc.code, headers=exc.headers, **exc.extra)
+    return None

@@ -7,6 +7,7 @@ a list of ``{"field", "value", "message"}`` naming each bad field in the client'
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -100,26 +101,18 @@ def validation_errors(exc: RequestValidationError | ValidationError) -> tuple[in
     return status, detail, errors
 
 
-async def authenticate_first(request: Request) -> JSONResponse | None:
-    """FastAPI reads and parses a JSON body before it runs the route's dependencies, so a body it
-    cannot parse would be answered before the key is checked: without the rate-limit headers, not
-    counted against the limit, and with 400 instead of 401 for a client with no key. Run the key
-    check here for such routes; returns the 401/429 problem when it fails."""
-    from pressrun.api.auth import authenticate  # auth imports this module
+# Answers for a request whose body could not be parsed when its key check fails first (see
+# pressrun.api.auth.authenticate_first), else None.
+KeyCheck = Callable[[Request], Awaitable[JSONResponse | None]]
 
-    if getattr(request.state, "api_key", None) is not None:
-        return None
-    dependant = getattr(request.scope.get("route"), "dependant", None)
-    if dependant is None or not any(d.call is authenticate for d in dependant.dependencies):
-        return None
-    try:
-        await authenticate(request)
-    except ApiProblem as exc:
-        return problem(exc.status, exc.detail, code=exc.code, headers=exc.headers, **exc.extra)
+
+async def no_key_check(_request: Request) -> None:
     return None
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, authenticate_first: KeyCheck = no_key_check) -> None:
+    """Register the handlers that turn every error into problem+json. ``authenticate_first`` runs
+    before a body-parsing problem is answered, so a client without a key hears 401, not 400."""
     @app.exception_handler(ApiProblem)
     async def on_api_problem(_request: Request, exc: ApiProblem) -> JSONResponse:
         return problem(exc.status, exc.detail, code=exc.code, headers=exc.headers, **exc.extra)

@@ -1,4 +1,7 @@
-"""``pressrun serve`` and ``pressrun keys``: the HTTP service and its API keys."""
+"""``pressrun serve`` and ``pressrun keys``: the HTTP service and its API keys.
+
+Exit codes as for every command (pressrun.cli): 2 when the service cannot start (a setting is wrong,
+the database cannot be reached or migrated), printed as ``error: …`` naming the setting."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from pressrun.cli import Fatal, fatal_from
 from pressrun.db import connect, migrate, repo
 from pressrun.errors import PressrunError
 from pressrun.settings import Settings
@@ -18,7 +22,7 @@ def load(**overrides: object) -> Settings:
     try:
         return Settings.load(**overrides)
     except PressrunError as exc:
-        raise click.ClickException(exc.message) from exc
+        raise fatal_from(exc) from exc
 
 
 def seed_templates(service: object, folder: Path, workspace_uid: str) -> list[str]:
@@ -49,7 +53,7 @@ def serve(host: str | None, port: int | None, seed: Path | None) -> None:
         service = Service(settings)
         service.migrate()
     except PressrunError as exc:
-        raise click.ClickException(exc.message) from exc
+        raise fatal_from(exc) from exc
     if repo.count_keys(service.db) == 0:
         key, record = repo.create_key(service.db, name="default", plan="default")
         click.echo(
@@ -77,8 +81,11 @@ def keys() -> None:
 def key_db() -> object:
     settings = load()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = connect(settings.resolved_database_url)
-    migrate(engine)
+    try:
+        engine = connect(settings.resolved_database_url)
+        migrate(engine)
+    except PressrunError as exc:
+        raise fatal_from(exc) from exc
     return engine
 
 
@@ -116,5 +123,5 @@ def keys_revoke(key_id: str) -> None:
     """Revoke a key by its id or prefix (from `keys list`)."""
     engine = key_db()
     if not repo.revoke_key(engine, key_id.rstrip("…")):  # type: ignore[arg-type]
-        raise click.ClickException(f"no active key with id or prefix {key_id!r}")
+        raise Fatal(f"no active key with id or prefix {key_id!r}")
     click.echo(f"revoked {key_id}")

@@ -15,6 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from pressrun.errors import ConfigError
 
@@ -78,5 +79,14 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema up to date (idempotent; run at every start)."""
-    command.upgrade(alembic_config(engine), "head")
+    """Bring the schema up to date (idempotent; run at every start). A database that cannot be reached
+    is the operator's to fix: a ConfigError naming the setting, not a driver traceback."""
+    try:
+        command.upgrade(alembic_config(engine), "head")
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+        raise ConfigError(
+            f"cannot reach the database at {engine.url.render_as_string(hide_password=True)}: {reason}; "
+            "check that it is running, or set PRESSRUN_DATABASE_URL",
+            setting="PRESSRUN_DATABASE_URL",
+        ) from exc

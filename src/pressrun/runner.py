@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import os
 import time
-import zipfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +25,7 @@ from playwright.async_api import Playwright
 
 from pressrun.data import Row, RowSource
 from pressrun.errors import OutputError
+from pressrun.jobs.archive import ArchiveEntry, stream_zip
 from pressrun.models import RenderOptions
 from pressrun.naming import OutputNamer
 from pressrun.pipeline import Failed, ItemPipeline, Rendered, TypedRow
@@ -245,12 +246,31 @@ def sort_errors_file(path: Path) -> None:
 
 def finish_outputs(spec: RunSpec, report: RunReport) -> None:
     """Write the optional ZIP and merged PDF, in row order."""
-    files = [spec.out_dir / name for _, name in report.outputs]
     with output_errors():
         if spec.zip_path is not None:
-            write_zip(spec.zip_path, files, spec.out_dir / ERRORS_FILE if report.failed else None)
+            write_zip(spec.zip_path, archive_entries(spec, report), report.errors_path)
         if spec.merge_pdf_path is not None:
-            merge_outputs(spec.merge_pdf_path, files, report)
+            merge_outputs(spec.merge_pdf_path, [spec.out_dir / name for _, name in report.outputs], report)
+
+
+def archive_entries(spec: RunSpec, report: RunReport) -> Iterator[ArchiveEntry]:
+    """Every row in row order, for the archive's manifest: its file, or its error (read back from the
+    sorted errors.jsonl, so memory stays flat). ``index`` is the row number, as in errors.jsonl."""
+    completed = ((number, name, None) for number, name in report.outputs)
+    failed: Iterator[tuple[int, None, dict]] = iter(())
+    if report.errors_path is not None:
+        failed = ((entry["row"], None, entry) for entry in map(json.loads, read_lines(report.errors_path)))
+    for number, name, error in heapq.merge(completed, failed, key=lambda row: row[0]):
+        yield ArchiveEntry(
+            index=number, status="completed" if error is None else "failed", name=name,
+            path=spec.out_dir / name if name is not None else None,
+            error_code=error["code"] if error else None, error_message=error["message"] if error else None,
+        )
+
+
+def read_lines(path: Path) -> Iterator[str]:
+    with path.open(encoding="utf-8") as lines:
+        yield from lines
 
 
 def merge_outputs(merge_pdf_path: Path, files: list[Path], report: RunReport) -> None:
@@ -267,12 +287,16 @@ def merge_outputs(merge_pdf_path: Path, files: list[Path], report: RunReport) ->
     merge_pdfs(files, merge_pdf_path)
 
 
-def write_zip(zip_path: Path, files: list[Path], errors_file: Path | None) -> None:
+def write_zip(zip_path: Path, entries: Iterator[ArchiveEntry], errors_path: Path | None) -> None:
+    """The API's archive (pressrun.jobs.archive: the files and a manifest.csv), plus errors.jsonl when
+    rows failed; written to a temporary name and renamed into place."""
     zip_path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(zip_path, "w") as archive:
-        for path in files:
-            # Images are already compressed; deflating them again only costs time.
-            method = zipfile.ZIP_DEFLATED if path.suffix == ".pdf" else zipfile.ZIP_STORED
-            archive.write(path, arcname=path.name, compress_type=method)
-        if errors_file is not None:
-            archive.write(errors_file, arcname=ERRORS_FILE, compress_type=zipfile.ZIP_DEFLATED)
+    partial = zip_path.with_name(f".{zip_path.name}.part")
+    extras = [(ERRORS_FILE, errors_path)] if errors_path is not None else []
+    try:
+        with partial.open("wb") as archive:
+            for chunk in stream_zip(entries, extras=extras):
+                archive.write(chunk)
+        os.replace(partial, zip_path)
+    finally:
+        partial.unlink(missing_ok=True)

@@ -3,6 +3,8 @@ safe file names, and a bad row that fails alone."""
 
 from __future__ import annotations
 
+import csv
+import io
 import zipfile
 from pathlib import Path
 
@@ -129,9 +131,11 @@ def test_zip_holds_every_output_file(pdf_run):
     run, out, _, zip_path = pdf_run
     assert run.exit_code == 0, run
     with zipfile.ZipFile(zip_path) as archive:
-        assert sorted(archive.namelist()) == output_names(out)
-        for name in archive.namelist():
+        assert sorted(archive.namelist()) == sorted([*output_names(out), "manifest.csv"])
+        for name in output_names(out):
             assert archive.read(name) == (out / name).read_bytes()
+        manifest = list(csv.reader(io.StringIO(archive.read("manifest.csv").decode())))
+    assert [row[1:3] for row in manifest[1:]] == [[name, "completed"] for name in output_names(out)]
 
 
 # --- 3. --filename -------------------------------------------------------------------------------
@@ -192,8 +196,16 @@ def test_a_row_missing_a_variable_fails_alone_in_strict_mode(template, missing_c
     for number in (1, 2, 4, 5):
         assert close_to(pixel(out / f"{number}.png", (50, 50)), hex_rgb(COLOURS[number - 1]))
     with zipfile.ZipFile(zip_path) as archive:
-        assert sorted(archive.namelist()) == ["1.png", "2.png", "4.png", "5.png", "errors.jsonl"]
+        # The API's archive (the files and a manifest.csv line per row), plus the run's errors.jsonl.
+        assert sorted(archive.namelist()) == ["1.png", "2.png", "4.png", "5.png", "errors.jsonl", "manifest.csv"]
         assert archive.read("errors.jsonl") == (out / "errors.jsonl").read_bytes()
+        assert archive.read("1.png") == (out / "1.png").read_bytes()
+        manifest = list(csv.reader(io.StringIO(archive.read("manifest.csv").decode())))
+    assert manifest[0] == ["index", "file", "status", "error_code", "error_message"]
+    assert [row[:4] for row in manifest[1:]] == [
+        ["1", "1.png", "completed", ""], ["2", "2.png", "completed", ""], ["3", "", "failed", "missing_variable"],
+        ["4", "4.png", "completed", ""], ["5", "5.png", "completed", ""]]
+    assert "'color'" in manifest[3][4]
 
 
 def test_no_strict_renders_the_missing_variable_empty(template, missing_csv, tmp_path):

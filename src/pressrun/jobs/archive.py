@@ -1,4 +1,5 @@
-"""Streaming ZIP archives of a batch's outputs, built on the fly for the download route.
+"""Streaming ZIP archives of a batch's outputs: the API's download route builds them on the fly, and
+``pressrun render --zip`` writes the same archive (every file, plus a manifest.csv line per row).
 
 A batch may hold 50,000 files, so the archive is never assembled in memory or on disk: ``zipfile``
 writes into a write-only sink (it then uses data descriptors instead of seeking back to patch sizes)
@@ -67,11 +68,13 @@ class _ChunkSink:
             yield data
 
 
-def stream_zip(entries: Iterable[ArchiveEntry], *, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+def stream_zip(entries: Iterable[ArchiveEntry], *, extras: Iterable[tuple[str, Path]] = (),
+               chunk_size: int = 1 << 16) -> Iterator[bytes]:
     """Yield the bytes of a ZIP archive holding every entry that has a file, plus a manifest.csv
     (columns: index, file, status, error_code, error_message) with one line per entry, files or not,
     in the order given. Memory stays bounded: files are read in chunks; nothing is buffered beyond a chunk or two.
 
+    ``extras``: (name, path) of further files to add after the entries' (the CLI adds its errors.jsonl).
     ``entries`` is consumed lazily, once. A file that has vanished since it was listed (the retention
     sweeper deleted it) is left out and its manifest line says ``expired``; any other I/O error ends
     the stream with that error.
@@ -97,6 +100,8 @@ def stream_zip(entries: Iterable[ArchiveEntry], *, chunk_size: int = 1 << 16) ->
             manifest_rows.writerow(
                 [entry.index, inert(file_name or ""), status, entry.error_code or "", inert(entry.error_message or "")]
             )
+        for name, path in extras:
+            yield from _write_file(archive, sink, name, path, chunk_size)
         manifest.seek(0)
         yield from _write_manifest(archive, sink, manifest, chunk_size)
     # Leaving the ZipFile block wrote the central directory.

@@ -1,4 +1,6 @@
-"""Pure data shared by the CLI, the renderer and (later) the API and workers. No I/O here."""
+"""Pure data shared by the CLI, the renderer, the API and the workers: output formats, render
+options, and the states of batches, items and webhook deliveries with the rules derived from them.
+No I/O here."""
 
 from __future__ import annotations
 
@@ -42,6 +44,75 @@ class OutputFormat(enum.StrEnum):
                 value=value,
                 valid=[f.value for f in cls],
             ) from None
+
+
+class ItemStatus(enum.StrEnum):
+    """What a batch item's row says. ``queued`` → ``rendering`` → completed, failed or cancelled;
+    a retry puts failed items back to ``queued``.
+
+    "expired" is deliberately not a member: it is never stored. It is the status *shown* for a
+    completed item whose file the retention sweeper deleted (the row stays ``completed`` with an
+    ``expired_at``); :data:`SHOWN_EXPIRED` names it and :func:`pressrun.jobs.results.shown_status`
+    applies it. Filtering items by status (``?status=``) therefore accepts only members."""
+
+    QUEUED = "queued"
+    RENDERING = "rendering"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @classmethod
+    def open(cls) -> tuple[ItemStatus, ...]:
+        """Items a batch still waits for."""
+        return cls.QUEUED, cls.RENDERING
+
+    @classmethod
+    def finished(cls) -> tuple[ItemStatus, ...]:
+        return cls.COMPLETED, cls.FAILED, cls.CANCELLED
+
+
+SHOWN_EXPIRED = "expired"
+
+
+class BatchStatus(enum.StrEnum):
+    """``pending`` until its first item is claimed, ``processing`` while items are open, then one of
+    the finished states chosen by :func:`closing_status`. A retry reopens a finished batch."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @classmethod
+    def open(cls) -> tuple[BatchStatus, ...]:
+        """Batches that still have (or may get) work: they count against a plan's open-batch limit."""
+        return cls.PENDING, cls.PROCESSING
+
+    @classmethod
+    def finished(cls) -> tuple[BatchStatus, ...]:
+        return cls.COMPLETED, cls.PARTIAL, cls.FAILED, cls.CANCELLED
+
+
+def closing_status(*, cancel_requested: bool, completed: int, failed: int) -> BatchStatus:
+    """The status of a batch whose last open item just finished, from its item counts."""
+    if cancel_requested:
+        return BatchStatus.CANCELLED
+    if failed == 0:
+        return BatchStatus.COMPLETED
+    if completed == 0:
+        return BatchStatus.FAILED
+    return BatchStatus.PARTIAL
+
+
+class DeliveryStatus(enum.StrEnum):
+    """A webhook delivery: ``pending`` while attempts remain (due at ``next_attempt_at``), then
+    ``succeeded`` or ``failed``. A redelivery makes it ``pending`` again."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 # CSS page sizes Chromium understands, in inches (width, height) portrait.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from pressrun.errors import UsageError
 
@@ -46,7 +46,20 @@ class OutputFormat(enum.StrEnum):
             ) from None
 
 
-class ItemStatus(enum.StrEnum):
+class _Lifecycle(enum.StrEnum):
+    """A status enum whose states are either open (still moving) or finished. Subclasses name their
+    open states; the finished ones are the rest, so the two sets cannot drift apart."""
+
+    @classmethod
+    def open(cls) -> tuple[Self, ...]:
+        raise NotImplementedError
+
+    @classmethod
+    def finished(cls) -> tuple[Self, ...]:
+        return tuple(state for state in cls if state not in cls.open())
+
+
+class ItemStatus(_Lifecycle):
     """What a batch item's row says. ``queued`` → ``rendering`` → completed, failed or cancelled;
     a retry puts failed items back to ``queued``.
 
@@ -63,18 +76,14 @@ class ItemStatus(enum.StrEnum):
 
     @classmethod
     def open(cls) -> tuple[ItemStatus, ...]:
-        """Items a batch still waits for."""
+        """Items a batch still waits for (the rest are finished)."""
         return cls.QUEUED, cls.RENDERING
-
-    @classmethod
-    def finished(cls) -> tuple[ItemStatus, ...]:
-        return cls.COMPLETED, cls.FAILED, cls.CANCELLED
 
 
 SHOWN_EXPIRED = "expired"
 
 
-class BatchStatus(enum.StrEnum):
+class BatchStatus(_Lifecycle):
     """``pending`` until its first item is claimed, ``processing`` while items are open, then one of
     the finished states chosen by :func:`closing_status`. A retry reopens a finished batch."""
 
@@ -87,12 +96,9 @@ class BatchStatus(enum.StrEnum):
 
     @classmethod
     def open(cls) -> tuple[BatchStatus, ...]:
-        """Batches that still have (or may get) work: they count against a plan's open-batch limit."""
+        """Batches that still have (or may get) work: they count against a plan's open-batch limit.
+        The rest are finished: completed, partial, failed, cancelled."""
         return cls.PENDING, cls.PROCESSING
-
-    @classmethod
-    def finished(cls) -> tuple[BatchStatus, ...]:
-        return cls.COMPLETED, cls.PARTIAL, cls.FAILED, cls.CANCELLED
 
 
 def closing_status(*, cancel_requested: bool, completed: int, failed: int) -> BatchStatus:

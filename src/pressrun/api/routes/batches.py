@@ -1,6 +1,7 @@
 """Batches: accept (JSON variableSets or a CSV/XLSX/JSONL upload), results, list, cancel, retry,
 ZIP download and merged PDF. Nothing renders in the request: accepting writes the batch and its
-items in one transaction and wakes the dispatcher."""
+items in one transaction (Service.accept_batch, which wakes the dispatcher). What a batch and its
+items look like is built by :mod:`pressrun.jobs.results`, shared with the webhook payloads."""
 
 from __future__ import annotations
 

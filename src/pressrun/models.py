@@ -1,12 +1,13 @@
-"""Pure data shared by the CLI, the API, the pipeline and the renderer: output formats, page and render
-options, render results. No I/O here."""
+"""Pure data shared by the CLI, the API, the pipeline, the renderer and the workers: output formats, page
+and render options, render results, and the states of batches, items and webhook deliveries with the
+rules derived from them. No I/O here."""
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from pressrun.errors import UsageError
 
@@ -44,6 +45,81 @@ class OutputFormat(enum.StrEnum):
                 value=value,
                 valid=[f.value for f in cls],
             ) from None
+
+
+class _Lifecycle(enum.StrEnum):
+    """A status enum whose states are either open (still moving) or finished. Subclasses name their
+    open states; the finished ones are the rest, so the two sets cannot drift apart."""
+
+    @classmethod
+    def open(cls) -> tuple[Self, ...]:
+        raise NotImplementedError
+
+    @classmethod
+    def finished(cls) -> tuple[Self, ...]:
+        return tuple(state for state in cls if state not in cls.open())
+
+
+class ItemStatus(_Lifecycle):
+    """What a batch item's row says. ``queued`` → ``rendering`` → completed, failed or cancelled;
+    a retry puts failed items back to ``queued``.
+
+    "expired" is deliberately not a member: it is never stored. It is the status *shown* for a
+    completed item whose file the retention sweeper deleted (the row stays ``completed`` with an
+    ``expired_at``); :data:`SHOWN_EXPIRED` names it and :func:`pressrun.jobs.results.shown_status`
+    applies it. Filtering items by status (``?status=``) therefore accepts only members."""
+
+    QUEUED = "queued"
+    RENDERING = "rendering"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @classmethod
+    def open(cls) -> tuple[ItemStatus, ...]:
+        """Items a batch still waits for (the rest are finished)."""
+        return cls.QUEUED, cls.RENDERING
+
+
+SHOWN_EXPIRED = "expired"
+
+
+class BatchStatus(_Lifecycle):
+    """``pending`` until its first item is claimed, ``processing`` while items are open, then one of
+    the finished states chosen by :func:`closing_status`. A retry reopens a finished batch."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @classmethod
+    def open(cls) -> tuple[BatchStatus, ...]:
+        """Batches that still have (or may get) work: they count against a plan's open-batch limit.
+        The rest are finished: completed, partial, failed, cancelled."""
+        return cls.PENDING, cls.PROCESSING
+
+
+def closing_status(*, cancel_requested: bool, completed: int, failed: int) -> BatchStatus:
+    """The status of a batch whose last open item just finished, from its item counts."""
+    if cancel_requested:
+        return BatchStatus.CANCELLED
+    if failed == 0:
+        return BatchStatus.COMPLETED
+    if completed == 0:
+        return BatchStatus.FAILED
+    return BatchStatus.PARTIAL
+
+
+class DeliveryStatus(enum.StrEnum):
+    """A webhook delivery: ``pending`` while attempts remain (due at ``next_attempt_at``), then
+    ``succeeded`` or ``failed``. A redelivery makes it ``pending`` again."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 # CSS page sizes Chromium understands, in inches (width, height) portrait.

@@ -26,7 +26,7 @@ from playwright.async_api import Playwright
 from pressrun.data import Row, RowSource
 from pressrun.errors import OutputError
 from pressrun.jobs.archive import ArchiveEntry, stream_zip
-from pressrun.models import RenderOptions
+from pressrun.models import ItemStatus, RenderOptions
 from pressrun.naming import OutputNamer
 from pressrun.pipeline import Failed, ItemPipeline, Rendered, TypedRow
 from pressrun.rendering import ChromiumRenderer
@@ -262,7 +262,7 @@ def archive_entries(spec: RunSpec, report: RunReport) -> Iterator[ArchiveEntry]:
         failed = ((entry["row"], None, entry) for entry in map(json.loads, read_lines(report.errors_path)))
     for number, name, error in heapq.merge(completed, failed, key=lambda row: row[0]):
         yield ArchiveEntry(
-            index=number, status="completed" if error is None else "failed", name=name,
+            index=number, status=ItemStatus.COMPLETED if error is None else ItemStatus.FAILED, name=name,
             path=spec.out_dir / name if name is not None else None,
             error_code=error["code"] if error else None, error_message=error["message"] if error else None,
         )

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from limits import parse
 from limits.storage import MemoryStorage
@@ -22,11 +24,11 @@ from pressrun.db import connect, migrate, repo
 from pressrun.jobs.dispatcher import Dispatcher
 from pressrun.rendering import ChromiumRenderer
 from pressrun.settings import PlanSettings, Settings
-from pressrun.storage import LocalStorage, UrlSigner, load_or_create_secret
+from pressrun.storage import Links, LocalStorage, UrlSigner, load_or_create_secret
 from pressrun.templating.engines import make_isolated_engine
 from pressrun.templating.prepared import TemplateCache
+from pressrun.webhooks.events import EventRecorder
 from pressrun.webhooks.sender import WebhookSender
-from pressrun.webhooks.store import EventRecorder
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,8 @@ class Service:
         self.templates = TemplateCache(partial(repo.template_version_by_id, self.db), self.template_engine,
                                        self.asset_root)
         self.renderer = ChromiumRenderer(settings.render)
-        self.events = EventRecorder(self.file_url, self.results_url)
+        self.links = Links(self.signer, self.base_url, settings.api.retention_s)
+        self.events = EventRecorder(self.links)
         self.webhooks = WebhookSender(self.db, settings.webhooks)
         self.dispatcher = Dispatcher(self.db, self.storage, self.renderer, self.templates, recorder=self.events,
                                      on_batch_finished=self._batch_finished)
@@ -63,18 +66,45 @@ class Service:
 
     def expires_at(self, made_at: datetime | None) -> datetime:
         """When an output made at ``made_at`` (default: now) is deleted, and its links stop working."""
-        return (repo.aware(made_at) or datetime.now(UTC)) + timedelta(seconds=self.settings.api.retention_s)
+        return self.links.expires_at(made_at)
 
     def file_url(self, key: str, made_at: datetime | None, base_url: str | None = None) -> str:
         """A signed link to a stored output; it expires with the output (retention after it was made)."""
-        expires = int(self.expires_at(made_at).timestamp())
-        return f"{base_url or self.base_url}/files/{key}?{self.signer.sign(key, expires)}"
-
-    def results_url(self, batch_uid: str) -> str:
-        return f"{self.base_url}/templates/batch/{batch_uid}/results"
+        return self.links.file_url(key, made_at, base_url)
 
     async def _batch_finished(self, _batch_id: int, _status: str) -> None:
         self.webhooks.wake()
+
+    # What changes a batch or a delivery, and which background loop that wakes: decided here, not in routes.
+
+    async def accept_batch(self, batch: dict[str, Any], rows: Iterable[tuple[dict[str, Any] | None, Any]],
+                           max_items: int, max_open: int) -> tuple[str, int]:
+        """Write a batch and its items (see repo.create_batch); the dispatcher starts on it, and a batch
+        that closed at once (every row was bad) has its batch.completed event sent."""
+        accepted = await asyncio.to_thread(repo.create_batch, self.db, batch, rows, max_items, self.events, max_open)
+        self.dispatcher.wake()
+        self.webhooks.wake()
+        return accepted
+
+    async def cancel_batch(self, batch_id: int) -> str:
+        """Cancel what has not started; returns the batch's status after (cancelled, or still processing)."""
+        status = await asyncio.to_thread(repo.cancel_batch, self.db, batch_id, self.events)
+        self.webhooks.wake()
+        return status
+
+    async def retry_batch(self, batch_id: int) -> int:
+        """Queue the batch's failed items again; returns how many."""
+        count = await asyncio.to_thread(repo.retry_failed, self.db, batch_id)
+        if count:
+            self.dispatcher.wake()
+        return count
+
+    async def redeliver(self, subscription_id: int, delivery_uid: str) -> Any:
+        """Send a webhook delivery again now (see repo.redeliver); None when there is no such delivery."""
+        row = await asyncio.to_thread(repo.redeliver, self.db, subscription_id, delivery_uid)
+        if row is not None:
+            self.webhooks.wake()
+        return row
 
     def migrate(self) -> None:
         migrate(self.db)

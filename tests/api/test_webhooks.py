@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import pytest
 from tests.api.conftest import Api, create_template, wait_for_batch
@@ -155,6 +156,40 @@ async def test_batch_completed_is_signed_and_carries_every_result(api: Api, rece
         assert data["resultsUrl"].endswith(f"/templates/batch/{done['batchId']}/results")
         assert delivery.headers["X-Pressrun-Delivery-Id"].startswith("whdel_")
         assert delivery.headers["Content-Type"] == "application/json"
+    finally:
+        await unsubscribe(api, sub["uid"])
+
+
+def without_base(url: str | None) -> str | None:
+    """A file link's path and signed query. Webhooks link on the server's public base, the API on the
+    base the client reached it by; everything after the base must be the same."""
+    return None if url is None else urlsplit(url)._replace(scheme="", netloc="").geturl()
+
+
+async def test_batch_completed_and_the_results_endpoint_agree_field_for_field(api: Api, receiver: Receiver):
+    sub = await subscribe(api, receiver.url, ["*"])
+    try:
+        done = await run_batch(api, [{"title": "a"}, {"color": "red"}, {"title": "c"}])
+        [delivery] = await receiver.wait_for(1, "batch.completed")
+        renders = [*await receiver.wait_for(2, "render.completed"), *await receiver.wait_for(1, "render.failed")]
+        response = await api.client.get(f"/templates/batch/{done['batchId']}/results", headers=api.auth())
+        assert response.status_code == 200, response.text
+        results = response.json()
+        data = delivery.json["data"]
+        summary = {k: v for k, v in results.items() if k not in ("offset", "limit", "results", "zipUrl")}
+        assert set(summary) <= set(data)
+        assert {k: data[k] for k in summary} == summary
+        assert data["totalCount"] == data["totalItems"] == 3 and data["status"] == "partial"
+        assert len(data["results"]) == len(results["results"]) == 3
+        for sent, shown in zip(data["results"], results["results"], strict=True):
+            assert {**sent, "url": without_base(sent["url"])} == {**shown, "url": without_base(shown["url"])}
+        assert [r["status"] for r in data["results"]] == ["completed", "failed", "completed"]
+        per_item = {r.json["data"]["index"]: r.json["data"] for r in renders}
+        for shown in results["results"]:
+            sent = per_item[shown["index"]]
+            assert (sent["batchId"], sent["format"]) == (done["batchId"], "jpeg")
+            assert {**sent, "url": without_base(sent["url"])} == {
+                "batchId": done["batchId"], "format": "jpeg", **shown, "url": without_base(shown["url"])}
     finally:
         await unsubscribe(api, sub["uid"])
 

@@ -205,7 +205,7 @@ def make(db: Engine) -> Maker:
 
 
 class Recorder:
-    """Stands in for webhooks.store.EventRecorder: notes what repo asks it to record, and in which
+    """Stands in for webhooks.events.EventRecorder (a repo.BatchEvents): notes what repo asks it to record, and in which
     transaction (so a test can tell events written once from events written twice)."""
 
     def __init__(self) -> None:

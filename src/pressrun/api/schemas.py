@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 from pydantic.alias_generators import to_camel
 
 from pressrun.data.types import VALID_TYPE_NAMES
-from pressrun.models import PAGE_SIZES_IN
+from pressrun.models import PAGE_SIZES_IN, BatchStatus
 
 Format = Literal["png", "jpeg", "jpg", "webp", "pdf"]
 MAX_HTML = 2_000_000
@@ -202,6 +202,6 @@ class BatchRenderIn(BatchOptions):
 
 class BatchAccepted(Camel):
     batch_id: str
-    status: str
+    status: BatchStatus
     total_items: int
     message: str

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from pressrun.models import SHOWN_EXPIRED
+
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("index", "file", "status", "error_code", "error_message")
-EXPIRED_STATUS = "expired"
+EXPIRED_STATUS = SHOWN_EXPIRED  # a file deleted between listing and reading shows as its item would
 
 # Already-compressed formats: deflating them again only costs CPU.
 STORED_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif"})

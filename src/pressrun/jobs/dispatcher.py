@@ -29,7 +29,7 @@ from sqlalchemy import Engine
 from pressrun.background import cancel_and_wait, nap
 from pressrun.db import repo
 from pressrun.errors import OutputError
-from pressrun.models import OutputFormat
+from pressrun.models import ItemStatus, OutputFormat
 from pressrun.options import stored_batch_options
 from pressrun.pipeline import Disposition, Failed, ItemPipeline, Rendered, disposition, failure
 from pressrun.templating.prepared import TemplateCache
@@ -55,15 +55,13 @@ def output_key(batch_uid: str, index: int, fmt: OutputFormat) -> str:
 
 def completed_outcome(key: str, outcome: Rendered) -> dict[str, Any]:
     result = outcome.result
-    return {"status": "completed", "output_key": key, "width": result.width_px, "height": result.height_px,
+    return {"status": ItemStatus.COMPLETED, "output_key": key, "width": result.width_px, "height": result.height_px,
             "bytes": len(result.data), "render_ms": round(result.render_ms), "file_name": outcome.file_name,
-            "error_code": None, "error_message": None, "error_details": None}
+            **repo.NO_ERROR}
 
 
 def failed_outcome(failed: Failed) -> dict[str, Any]:
-    details = {k: v for k, v in failed.body().items() if k not in ("code", "message")}
-    return {"status": "failed", "error_code": failed.code, "error_message": failed.message,
-            "error_details": json.loads(json.dumps(details, default=str)) if details else None}
+    return {"status": ItemStatus.FAILED, **repo.error_columns(failed.error)}
 
 
 def store_output(storage: LocalStorage, key: str, data: bytes) -> None:
@@ -85,11 +83,11 @@ class Dispatcher:
         renderer: Renderer,
         templates: TemplateCache,
         on_batch_finished: BatchFinished | None = None,
-        recorder: Any = None,
+        recorder: repo.BatchEvents | None = None,
     ) -> None:
         self.db, self.storage, self.renderer, self.templates = db, storage, renderer, templates
         self.on_batch_finished = on_batch_finished
-        self.recorder = recorder  # webhooks.store.EventRecorder: events written with the outcome
+        self.recorder = recorder  # webhook events, written in the transaction that records the outcome
         # Twice the pages: templating and storage writes overlap with rendering.
         self.capacity = renderer.concurrency * 2
         self.in_flight: dict[int, int] = defaultdict(int)

@@ -1,5 +1,6 @@
 """Webhooks: signed event deliveries (sender.py), signing and verification for receivers (signing.py),
-the outbound address policy (policy.py) and event payloads (events.py).
+the outbound address policy (policy.py) and event payloads with the recorder that writes them
+(events.py). Their rows are queried in :mod:`pressrun.db.repo.webhooks`.
 
 Receivers verify a delivery with :func:`verify`::
 

@@ -21,8 +21,8 @@ from sqlalchemy import Engine
 from pressrun import __version__
 from pressrun.background import cancel_and_wait, nap
 from pressrun.db import repo
+from pressrun.models import DeliveryStatus
 from pressrun.settings import WebhookSettings
-from pressrun.webhooks import store
 from pressrun.webhooks.policy import RefusedUrl, UnresolvedUrl, check_url, pinned
 from pressrun.webhooks.signing import sign
 
@@ -51,7 +51,7 @@ class WebhookSender:
         self._wake.set()
 
     async def run(self) -> None:
-        released = await asyncio.to_thread(store.release_leases, self.db)
+        released = await asyncio.to_thread(repo.release_leases, self.db)
         if released:
             log.info("%d webhook deliveries were cut off by an earlier run; sending them again", released)
         limits = httpx.Limits(max_connections=self.settings.concurrency, max_keepalive_connections=0)
@@ -63,7 +63,7 @@ class WebhookSender:
                     if free > 0:
                         try:
                             lease = timedelta(seconds=self.settings.timeout_s * 2 + 5)
-                            claimed = await asyncio.to_thread(store.claim_due, self.db, free, lease)
+                            claimed = await asyncio.to_thread(repo.claim_due, self.db, free, lease)
                         except Exception:  # the database may be busy for a moment
                             log.exception("claiming webhook deliveries failed")
                     for delivery in claimed:
@@ -87,7 +87,7 @@ class WebhookSender:
 
     async def _attempt(self, client: httpx.AsyncClient, delivery: Any) -> None:
         if delivery.subscription_id is not None and not delivery.subscription_active:
-            await asyncio.to_thread(store.fail_without_attempt, self.db, delivery,
+            await asyncio.to_thread(repo.fail_without_attempt, self.db, delivery,
                                     "the subscription is disabled or deleted")
             return
         secret = delivery.subscription_secret if delivery.subscription_id is not None else delivery.batch_webhook_secret
@@ -126,16 +126,16 @@ class WebhookSender:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         latency_ms = round((time.perf_counter() - started) * 1000)
         if error is None:
-            outcome, next_retry = "succeeded", None
+            outcome, next_retry = DeliveryStatus.SUCCEEDED, None
         elif error.startswith("refused:") or not retryable(status_code):
-            outcome, next_retry = "failed", None
+            outcome, next_retry = DeliveryStatus.FAILED, None
         elif delivery.attempts >= self.settings.max_attempts:
-            outcome, next_retry = "failed", None
+            outcome, next_retry = DeliveryStatus.FAILED, None
             error += f"; gave up after {delivery.attempts} attempts"
         else:
-            outcome = "retry"
+            outcome = DeliveryStatus.PENDING  # to be tried again
             next_retry = repo.now() + timedelta(seconds=backoff_s(delivery.attempts, self.settings))
         await asyncio.to_thread(
-            store.record_attempt, self.db, delivery, status_code=status_code, latency_ms=latency_ms, error=error,
+            repo.record_attempt, self.db, delivery, status_code=status_code, latency_ms=latency_ms, error=error,
             outcome=outcome, next_retry_at=next_retry, disable_after=self.settings.disable_after_failures,
         )

@@ -1,9 +1,11 @@
 """Batches: accept (JSON variableSets or a CSV/XLSX/JSONL upload), results, list, cancel, retry,
 ZIP download and merged PDF. Nothing renders in the request: accepting writes the batch and its
-items in one transaction and wakes the dispatcher."""
+items in one transaction (Service.accept_batch, which wakes the dispatcher). What a batch and its
+items look like is built by :mod:`pressrun.jobs.results`, shared with the webhook payloads."""
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,10 +31,11 @@ from pressrun.api.problems import ApiProblem, validation_errors
 from pressrun.api.schemas import BatchAccepted, BatchOptions, BatchRenderIn
 from pressrun.data import open_rows
 from pressrun.db import repo
-from pressrun.db.repo import ApiKey, BatchTooLarge, iso
+from pressrun.db.repo import ApiKey, BatchTooLarge
 from pressrun.errors import DataError
 from pressrun.jobs.archive import ArchiveEntry, stream_zip
-from pressrun.models import OutputFormat
+from pressrun.jobs.results import batch_summary, has_file, item_result, shown_status
+from pressrun.models import BatchStatus, ItemStatus, OutputFormat
 from pressrun.naming import OutputNamer
 from pressrun.options import Overrides, TemplateDefaults, batch_fields, resolve_locale, resolve_options
 from pressrun.rendering.pdf import merge_pdfs
@@ -50,8 +53,7 @@ UPLOAD_TYPES = {
     "application/x-jsonlines": "jsonl",
     "application/jsonlines": "jsonl",
 }
-STATUSES = ("pending", "processing", "completed", "partial", "failed", "cancelled")
-ITEM_STATUSES = ("queued", "rendering", "completed", "failed", "cancelled")
+ITEM_STATUSES = tuple(ItemStatus)
 
 
 def options_problem(exc: ValidationError) -> ApiProblem:
@@ -188,8 +190,8 @@ async def batch_render(uid: str, request: Request, key: ApiKey = Depends(authent
             "webhook_url": str(options.webhook_url) if options.webhook_url else None,
         }
         try:
-            batch_uid, total = await run_in_threadpool(repo.create_batch, service.db, batch, rows, plan.max_batch_items,
-                                                       service.events, plan.max_concurrent_batches)
+            batch_uid, total = await service.accept_batch(batch, rows, plan.max_batch_items,
+                                                          plan.max_concurrent_batches)
         except repo.TooManyOpenBatches as exc:
             raise too_many_batches(exc.open_batches, key.plan, exc.limit) from exc
         except BatchTooLarge as exc:
@@ -202,10 +204,9 @@ async def batch_render(uid: str, request: Request, key: ApiKey = Depends(authent
     finally:
         if upload is not None:
             upload.unlink(missing_ok=True)
-    service.dispatcher.wake()
     row = await run_in_threadpool(repo.get_batch, service.db, key.workspace_id, batch_uid)
     # The dispatcher may already have started it; to the client it is accepted and not yet done.
-    status = "pending" if row.status in ("pending", "processing") else row.status
+    status = BatchStatus.PENDING if row.status in BatchStatus.open() else row.status
     return BatchAccepted(batch_id=batch_uid, status=status, total_items=total,
                          message=f"batch accepted: {total} items queued").model_dump(by_alias=True)
 
@@ -229,47 +230,9 @@ async def batch_or_404(request: Request, key: ApiKey, batch_id: str) -> Any:
     return row
 
 
-def batch_summary(row: Any, counts: dict[str, int], request: Request | None = None) -> dict[str, Any]:
-    extra = {}
-    if request is not None and row.zip:  # the client asked for a ZIP: say where it is
-        extra["zipUrl"] = f"{base_url(request)}/templates/batch/{row.uid}/download"
-    return extra | {
-        "batchId": row.uid,
-        "templateUid": row.template_uid,
-        "templateVersion": row.template_version,
-        "status": row.status,
-        "format": row.format,
-        "totalItems": row.total_items,
-        "completedCount": counts.get("completed", 0),
-        "failedCount": counts.get("failed", 0),
-        "cancelledCount": counts.get("cancelled", 0),
-        "pendingCount": counts.get("queued", 0) + counts.get("rendering", 0),
-        "createdAt": iso(row.created_at),
-        "startedAt": iso(row.started_at),
-        "completedAt": iso(row.completed_at),
-    }
-
-
-def shown_status(item: Any) -> str:
-    """An item's status as clients see it: a completed item whose file the sweeper deleted is 'expired'."""
-    return "expired" if item.status == "completed" and item.expired_at is not None else item.status
-
-
-def has_file(item: Any) -> bool:
-    return shown_status(item) == "completed" and bool(item.output_key)
-
-
-def item_result(request: Request, item: Any) -> dict[str, Any]:
-    return {
-        "index": item.idx,
-        "status": shown_status(item),
-        "url": file_url(request, item.output_key, item.finished_at) if has_file(item) else None,
-        "width": item.width,
-        "height": item.height,
-        "bytes": item.bytes,
-        "renderTimeMs": item.render_ms,
-        "error": {"code": item.error_code, "message": item.error_message} if item.error_code else None,
-    }
+def zip_link(request: Request, row: Any) -> dict[str, str]:
+    """Where the ZIP is, for a batch whose client asked for one (``zip``); nothing otherwise."""
+    return {"zipUrl": f"{base_url(request)}/templates/batch/{row.uid}/download"} if row.zip else {}
 
 
 @router.get("/templates/batch")
@@ -300,22 +263,22 @@ async def batch_results(
     row = await batch_or_404(request, key, batch_id)
     counts = await run_in_threadpool(repo.item_counts, service.db, row.id)
     items = await run_in_threadpool(repo.list_items, service.db, row.id, offset, limit, status)
-    return {**batch_summary(row, counts, request), "offset": offset, "limit": limit,
-            "results": [item_result(request, item) for item in items]}
+    link = functools.partial(file_url, request)
+    return {**zip_link(request, row), **batch_summary(row, counts), "offset": offset, "limit": limit,
+            "results": [item_result(item, link) for item in items]}
 
 
 @router.post("/templates/batch/{batch_id}/cancel")
 async def cancel_batch(batch_id: str, request: Request, key: ApiKey = Depends(authenticate)) -> dict[str, Any]:
     service = service_of(request)
     row = await batch_or_404(request, key, batch_id)
-    if row.status in repo.FINISHED_BATCH_STATES:
+    if row.status in BatchStatus.finished():
         raise ApiProblem(409, f"batch {batch_id!r} has already finished ({row.status}); only pending or processing "
                          "batches can be cancelled", code="batch_finished", batchStatus=row.status)
-    status = await run_in_threadpool(repo.cancel_batch, service.db, row.id, service.events)
-    service.webhooks.wake()
+    status = await service.cancel_batch(row.id)
     counts = await run_in_threadpool(repo.item_counts, service.db, row.id)
     row = await batch_or_404(request, key, batch_id)
-    message = "batch cancelled" if status == "cancelled" else "cancelling: items in flight will finish"
+    message = "batch cancelled" if status == BatchStatus.CANCELLED else "cancelling: items in flight will finish"
     return {**batch_summary(row, counts), "message": message}
 
 
@@ -323,10 +286,9 @@ async def cancel_batch(batch_id: str, request: Request, key: ApiKey = Depends(au
 async def retry_batch(batch_id: str, request: Request, key: ApiKey = Depends(authenticate)) -> dict[str, Any]:
     service = service_of(request)
     row = await batch_or_404(request, key, batch_id)
-    count = await run_in_threadpool(repo.retry_failed, service.db, row.id)
+    count = await service.retry_batch(row.id)
     if count == 0:
         raise ApiProblem(409, f"batch {batch_id!r} has no failed items to retry", code="nothing_to_retry")
-    service.dispatcher.wake()
     counts = await run_in_threadpool(repo.item_counts, service.db, row.id)
     row = await batch_or_404(request, key, batch_id)
     return {**batch_summary(row, counts), "retriedCount": count, "message": f"{count} failed items queued again"}

@@ -13,10 +13,11 @@ from pressrun.api.auth import authenticate
 from pressrun.api.deps import service_of
 from pressrun.api.problems import ApiProblem
 from pressrun.api.schemas import Camel
+from pressrun.db import repo
 from pressrun.db.repo import ApiKey, iso
-from pressrun.webhooks import store
+from pressrun.models import DeliveryStatus
+from pressrun.webhooks.events import EVENT_TYPES
 from pressrun.webhooks.policy import RefusedUrl, check_url
-from pressrun.webhooks.store import EVENT_TYPES
 
 router = APIRouter(tags=["webhooks"])
 VALID_EVENTS = (*EVENT_TYPES, "*")
@@ -70,7 +71,7 @@ def subscription_not_found(uid: str) -> ApiProblem:
 
 
 async def subscription_or_404(request: Request, key: ApiKey, uid: str) -> Any:
-    row = await run_in_threadpool(store.get_subscription, service_of(request).db, key.workspace_id, uid)
+    row = await run_in_threadpool(repo.get_subscription, service_of(request).db, key.workspace_id, uid)
     if row is None:
         raise subscription_not_found(uid)
     return row
@@ -80,27 +81,27 @@ async def subscription_or_404(request: Request, key: ApiKey, uid: str) -> Any:
 async def create_subscription(body: SubscriptionIn, request: Request,
                               key: ApiKey = Depends(authenticate)) -> dict[str, Any]:
     await allowed(request, str(body.url))
-    row, secret = await run_in_threadpool(store.create_subscription, service_of(request).db, key.workspace_id,
+    row, secret = await run_in_threadpool(repo.create_subscription, service_of(request).db, key.workspace_id,
                                           str(body.url), body.events, body.description, body.active)
     return {**subscription_out(row), "secret": secret}
 
 
 @router.get("/webhook-subscriptions")
 async def list_subscriptions(request: Request, key: ApiKey = Depends(authenticate)) -> dict[str, Any]:
-    rows = await run_in_threadpool(store.list_subscriptions, service_of(request).db, key.workspace_id)
+    rows = await run_in_threadpool(repo.list_subscriptions, service_of(request).db, key.workspace_id)
     return {"subscriptions": [subscription_out(r) for r in rows]}
 
 
 # Before /{uid}: "batch-secret" is not a subscription uid.
 @router.get("/webhook-subscriptions/batch-secret")
 async def get_batch_secret(request: Request, key: ApiKey = Depends(authenticate)) -> dict[str, str]:
-    secret = await run_in_threadpool(store.batch_secret, service_of(request).db, key.workspace_id)
+    secret = await run_in_threadpool(repo.batch_secret, service_of(request).db, key.workspace_id)
     return {"secret": secret}
 
 
 @router.post("/webhook-subscriptions/batch-secret/rotate")
 async def rotate_batch_secret(request: Request, key: ApiKey = Depends(authenticate)) -> dict[str, str]:
-    secret = await run_in_threadpool(lambda: store.batch_secret(service_of(request).db, key.workspace_id, rotate=True))
+    secret = await run_in_threadpool(lambda: repo.batch_secret(service_of(request).db, key.workspace_id, rotate=True))
     return {"secret": secret}
 
 
@@ -118,19 +119,19 @@ async def update_subscription(uid: str, body: SubscriptionUpdate, request: Reque
         changes["url"] = str(changes["url"])
         await allowed(request, changes["url"])
     changes = {k: v for k, v in changes.items() if v is not None or k == "description"}
-    row = await run_in_threadpool(store.update_subscription, service_of(request).db, key.workspace_id, uid, changes)
+    row = await run_in_threadpool(repo.update_subscription, service_of(request).db, key.workspace_id, uid, changes)
     return subscription_out(row)
 
 
 @router.delete("/webhook-subscriptions/{uid}", status_code=204)
 async def delete_subscription(uid: str, request: Request, key: ApiKey = Depends(authenticate)) -> None:
-    if not await run_in_threadpool(store.delete_subscription, service_of(request).db, key.workspace_id, uid):
+    if not await run_in_threadpool(repo.delete_subscription, service_of(request).db, key.workspace_id, uid):
         raise subscription_not_found(uid)
 
 
 @router.post("/webhook-subscriptions/{uid}/rotate-secret")
 async def rotate_secret(uid: str, request: Request, key: ApiKey = Depends(authenticate)) -> dict[str, str]:
-    secret = await run_in_threadpool(store.rotate_secret, service_of(request).db, key.workspace_id, uid)
+    secret = await run_in_threadpool(repo.rotate_secret, service_of(request).db, key.workspace_id, uid)
     if secret is None:
         raise subscription_not_found(uid)
     return {"uid": uid, "secret": secret}
@@ -140,7 +141,7 @@ def delivery_out(row: Any, attempts: list[Any]) -> dict[str, Any]:
     return {
         "id": row.uid, "eventId": row.event_uid, "event": row.type, "url": row.url, "status": row.status,
         "attemptCount": row.attempts, "lastStatusCode": row.last_status_code, "lastError": row.last_error,
-        "nextRetryAt": iso(row.next_attempt_at) if row.status == "pending" else None,
+        "nextRetryAt": iso(row.next_attempt_at) if row.status == DeliveryStatus.PENDING else None,
         "createdAt": iso(row.created_at), "completedAt": iso(row.completed_at),
         "attempts": [{"time": iso(a.attempted_at), "statusCode": a.status_code, "latencyMs": a.latency_ms,
                       "error": a.error, "nextRetryAt": iso(a.next_retry_at)} for a in attempts],
@@ -151,7 +152,7 @@ def delivery_out(row: Any, attempts: list[Any]) -> dict[str, Any]:
 async def list_deliveries(uid: str, request: Request, offset: int = Query(0, ge=0, le=2**31),
                           limit: int = Query(50, ge=1, le=200), key: ApiKey = Depends(authenticate)) -> dict[str, Any]:
     sub = await subscription_or_404(request, key, uid)
-    rows, attempts = await run_in_threadpool(store.list_deliveries, service_of(request).db, sub.id, offset, limit)
+    rows, attempts = await run_in_threadpool(repo.list_deliveries, service_of(request).db, sub.id, offset, limit)
     return {"deliveries": [delivery_out(r, attempts[r.id]) for r in rows], "offset": offset, "limit": limit}
 
 
@@ -163,11 +164,10 @@ async def redeliver(uid: str, delivery_id: str, request: Request,
         raise ApiProblem(409, f"subscription {uid!r} is disabled; re-enable it (PUT active=true) first",
                          code="subscription_disabled")
     try:
-        row = await run_in_threadpool(store.redeliver, service_of(request).db, sub.id, delivery_id)
-    except store.DeliveryInFlight as exc:
+        row = await service_of(request).redeliver(sub.id, delivery_id)
+    except repo.DeliveryInFlight as exc:
         raise ApiProblem(409, f"delivery {delivery_id!r} is being sent right now; redeliver it once that attempt "
                          "has finished", code="delivery_in_flight", headers={"Retry-After": "5"}) from exc
     if row is None:
         raise ApiProblem(404, f"no delivery {delivery_id!r} for subscription {uid!r}", code="delivery_not_found")
-    service_of(request).webhooks.wake()
     return {"id": row.uid, "status": row.status, "message": "queued for delivery"}

@@ -1,36 +1,34 @@
-"""Webhook rows: subscriptions, the workspace's batch-webhook secret, events and their deliveries.
+"""Webhook rows: subscriptions, the workspace's batch-webhook secret, events with their pending
+deliveries, and the sender's side (claim due deliveries under a lease, log each attempt).
 
-Events are written by :class:`EventRecorder` inside the transaction that finishes a batch (or an
-item), so an event exists exactly when its cause committed; a crash right after the commit leaves a
-pending delivery that the sender picks up on the next start.
+Events are written inside the transaction that caused them (see
+:class:`pressrun.webhooks.events.EventRecorder`, which builds their payloads), so an event exists
+exactly when its cause committed; a crash right after the commit leaves a pending delivery that
+the sender picks up on the next start.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
-from pressrun.db import repo
 from pressrun.db.engine import reading
+from pressrun.db.repo.common import aware, new_uid, now
 from pressrun.db.schema import (
-    batches,
-    items,
-    templates,
     webhook_attempts,
     webhook_deliveries,
     webhook_events,
     webhook_subscriptions,
     workspace_secrets,
 )
+from pressrun.models import DeliveryStatus
 
-EVENT_TYPES = ("batch.completed", "render.completed", "render.failed")
-MAX_INLINE_RESULTS = 1000
+Target = tuple[int | None, str]  # (subscription id, or None for a batch's own webhookUrl; URL)
 
 
 def new_secret() -> str:
@@ -43,8 +41,8 @@ def new_secret() -> str:
 def create_subscription(engine: Engine, workspace_id: int, url: str, events: list[str], description: str | None,
                         active: bool) -> tuple[Row, str]:
     secret = new_secret()
-    stamp = repo.now()
-    uid = repo.new_uid("whsub")
+    stamp = now()
+    uid = new_uid("whsub")
     with engine.begin() as conn:
         conn.execute(insert(webhook_subscriptions).values(
             uid=uid, workspace_id=workspace_id, url=url, events=events, description=description, active=active,
@@ -77,7 +75,7 @@ def update_subscription(engine: Engine, workspace_id: int, uid: str, changes: di
         if changes.get("active") is True:  # re-enabling clears the automatic disable
             changes = {**changes, "consecutive_failures": 0, "disabled_reason": None}
         conn.execute(update(webhook_subscriptions).where(webhook_subscriptions.c.uid == uid)
-                     .values(updated_at=repo.now(), **changes))
+                     .values(updated_at=now(), **changes))
         return _subscription(conn, workspace_id, uid)
 
 
@@ -85,7 +83,7 @@ def delete_subscription(engine: Engine, workspace_id: int, uid: str) -> bool:
     with engine.begin() as conn:
         return bool(conn.execute(update(webhook_subscriptions).where(
             webhook_subscriptions.c.uid == uid, webhook_subscriptions.c.workspace_id == workspace_id,
-            webhook_subscriptions.c.deleted_at.is_(None)).values(deleted_at=repo.now(), active=False)).rowcount)
+            webhook_subscriptions.c.deleted_at.is_(None)).values(deleted_at=now(), active=False)).rowcount)
 
 
 def rotate_secret(engine: Engine, workspace_id: int, uid: str) -> str | None:
@@ -93,16 +91,18 @@ def rotate_secret(engine: Engine, workspace_id: int, uid: str) -> str | None:
     with engine.begin() as conn:
         changed = conn.execute(update(webhook_subscriptions).where(
             webhook_subscriptions.c.uid == uid, webhook_subscriptions.c.workspace_id == workspace_id,
-            webhook_subscriptions.c.deleted_at.is_(None)).values(secret=secret, updated_at=repo.now())).rowcount
+            webhook_subscriptions.c.deleted_at.is_(None)).values(secret=secret, updated_at=now())).rowcount
     return secret if changed else None
 
 
 def batch_secret(engine: Engine, workspace_id: int, *, rotate: bool = False) -> str:
     with engine.begin() as conn:
-        return _batch_secret(conn, workspace_id, rotate=rotate)
+        return ensure_batch_secret(conn, workspace_id, rotate=rotate)
 
 
-def _batch_secret(conn: Connection, workspace_id: int, *, rotate: bool = False) -> str:
+def ensure_batch_secret(conn: Connection, workspace_id: int, *, rotate: bool = False) -> str:
+    """The workspace's batch-webhook secret, created (or replaced, with ``rotate``) in the caller's
+    transaction."""
     current = conn.execute(select(workspace_secrets.c.batch_webhook_secret)
                            .where(workspace_secrets.c.workspace_id == workspace_id)).scalar_one_or_none()
     if current is not None and not rotate:
@@ -110,10 +110,10 @@ def _batch_secret(conn: Connection, workspace_id: int, *, rotate: bool = False) 
     secret = new_secret()
     if current is None:
         conn.execute(insert(workspace_secrets).values(workspace_id=workspace_id, batch_webhook_secret=secret,
-                                                      updated_at=repo.now()))
+                                                      updated_at=now()))
     else:
         conn.execute(update(workspace_secrets).where(workspace_secrets.c.workspace_id == workspace_id)
-                     .values(batch_webhook_secret=secret, updated_at=repo.now()))
+                     .values(batch_webhook_secret=secret, updated_at=now()))
     return secret
 
 
@@ -144,104 +144,50 @@ def redeliver(engine: Engine, subscription_id: int, delivery_uid: str) -> Row | 
             webhook_deliveries.c.uid == delivery_uid, webhook_deliveries.c.subscription_id == subscription_id)).first()
         if row is None:
             return None
-        leased = repo.aware(row.leased_until)
-        if row.status == "pending" and leased is not None and leased > repo.now():
+        leased = aware(row.leased_until)
+        if row.status == DeliveryStatus.PENDING and leased is not None and leased > now():
             raise DeliveryInFlight(delivery_uid)
         conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == row.id).values(
-            status="pending", attempts=0, next_attempt_at=repo.now(), leased_until=None, completed_at=None))
+            status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now(), leased_until=None, completed_at=None))
         return conn.execute(select(webhook_deliveries).where(webhook_deliveries.c.id == row.id)).one()
 
 
 # --- events -------------------------------------------------------------------------------------
 
 
-def _wants(subscription_events: list[str], event: str) -> bool:
-    return "*" in subscription_events or event in subscription_events
-
-
-def _matching_subscriptions(conn: Connection, workspace_id: int, event: str) -> list[Row]:
+def subscribed_targets(conn: Connection, workspace_id: int, event: str) -> list[Target]:
+    """The workspace's active subscriptions that want ``event`` (by name or ``*``)."""
     rows = conn.execute(select(webhook_subscriptions.c.id, webhook_subscriptions.c.url, webhook_subscriptions.c.events)
                         .where(webhook_subscriptions.c.workspace_id == workspace_id,
                                webhook_subscriptions.c.active.is_(True),
                                webhook_subscriptions.c.deleted_at.is_(None))).all()
-    return [r for r in rows if _wants(r.events, event)]
+    return [(r.id, r.url) for r in rows if "*" in r.events or event in r.events]
 
 
-def _record(conn: Connection, workspace_id: int, event: str, data: dict[str, Any],
-            targets: list[tuple[int | None, str]]) -> str | None:
+def record_event(conn: Connection, workspace_id: int, event: str, data: dict[str, Any],
+                 targets: list[Target]) -> str | None:
+    """Write the event (its body exactly as it will be signed and sent) and one pending delivery per
+    target, in the caller's transaction. Nothing is written without targets. Returns the event id."""
     if not targets:
         return None
-    uid = repo.new_uid("evt")
-    stamp = repo.now()
+    uid = new_uid("evt")
+    stamp = now()
     body = json.dumps({"event": event, "id": uid, "createdAt": stamp.isoformat(), "data": data},
                       ensure_ascii=False, separators=(",", ":"), default=str)
     event_id = conn.execute(insert(webhook_events).values(uid=uid, workspace_id=workspace_id, type=event, body=body,
                                                           created_at=stamp).returning(webhook_events.c.id)).scalar_one()
     conn.execute(insert(webhook_deliveries), [
-        {"uid": repo.new_uid("whdel"), "event_id": event_id, "subscription_id": sub_id, "workspace_id": workspace_id,
-         "url": url, "status": "pending", "attempts": 0, "next_attempt_at": stamp, "created_at": stamp}
+        {"uid": new_uid("whdel"), "event_id": event_id, "subscription_id": sub_id, "workspace_id": workspace_id,
+         "url": url, "status": DeliveryStatus.PENDING, "attempts": 0, "next_attempt_at": stamp, "created_at": stamp}
         for sub_id, url in targets])
     return uid
 
 
-Links = Callable[[str, datetime | None], str]  # (storage key, finished_at) -> signed absolute URL
-
-
-class EventRecorder:
-    """Writes events and their pending deliveries, inside the caller's transaction."""
-
-    def __init__(self, file_url: Links, results_url: Callable[[str], str]) -> None:
-        self.file_url, self.results_url = file_url, results_url
-
-    def batch_finished(self, conn: Connection, batch_id: int, status: str) -> None:
-        batch = conn.execute(select(batches, templates.c.uid.label("template_uid"))
-                             .join(templates, templates.c.id == batches.c.template_id)
-                             .where(batches.c.id == batch_id)).one()
-        targets = [(s.id, s.url) for s in _matching_subscriptions(conn, batch.workspace_id, "batch.completed")]
-        if batch.webhook_url:
-            _batch_secret(conn, batch.workspace_id)  # make sure the workspace has one before it is needed
-            targets.append((None, batch.webhook_url))
-        if not targets:
-            return
-        counts = dict(conn.execute(select(items.c.status, func.count()).where(items.c.batch_id == batch_id)
-                                   .group_by(items.c.status)).all())
-        data: dict[str, Any] = {
-            "batchId": batch.uid, "templateUid": batch.template_uid, "status": status,
-            "totalCount": batch.total_items, "completedCount": counts.get("completed", 0),
-            "failedCount": counts.get("failed", 0), "cancelledCount": counts.get("cancelled", 0),
-            "resultsUrl": self.results_url(batch.uid),
-        }
-        if batch.total_items <= MAX_INLINE_RESULTS:
-            data["results"] = [
-                {"index": r.idx, "status": r.status,
-                 "url": self.file_url(r.output_key, r.finished_at) if r.status == "completed" and r.output_key else None,
-                 "error": {"code": r.error_code, "message": r.error_message} if r.error_code else None}
-                for r in conn.execute(select(items.c.idx, items.c.status, items.c.output_key, items.c.finished_at,
-                                             items.c.error_code, items.c.error_message)
-                                      .where(items.c.batch_id == batch_id).order_by(items.c.idx))
-            ]
-        _record(conn, batch.workspace_id, "batch.completed", data, targets)
-
-    def item_finished(self, conn: Connection, batch_id: int, item_id: int) -> None:
-        item = conn.execute(select(items, batches.c.uid.label("batch_uid"), batches.c.workspace_id, batches.c.format)
-                            .join(batches, batches.c.id == items.c.batch_id).where(items.c.id == item_id)).one()
-        event = "render.completed" if item.status == "completed" else "render.failed"
-        subs = _matching_subscriptions(conn, item.workspace_id, event)
-        if not subs:
-            return
-        data = {"batchId": item.batch_uid, "index": item.idx, "status": item.status, "format": item.format}
-        if item.status == "completed":
-            data.update(url=self.file_url(item.output_key, item.finished_at), width=item.width, height=item.height,
-                        bytes=item.bytes)
-        else:
-            data["error"] = {"code": item.error_code, "message": item.error_message}
-        _record(conn, item.workspace_id, event, data, [(s.id, s.url) for s in subs])
-
-    def single_render(self, engine: Engine, workspace_id: int, data: dict[str, Any], failed: bool) -> None:
-        event = "render.failed" if failed else "render.completed"
-        with engine.begin() as conn:
-            subs = _matching_subscriptions(conn, workspace_id, event)
-            _record(conn, workspace_id, event, data, [(s.id, s.url) for s in subs])
+def record_subscribed_event(engine: Engine, workspace_id: int, event: str, data: dict[str, Any]) -> str | None:
+    """:func:`record_event` for the workspace's subscribers, in a transaction of its own (for events
+    that no other write causes: single renders)."""
+    with engine.begin() as conn:
+        return record_event(conn, workspace_id, event, data, subscribed_targets(conn, workspace_id, event))
 
 
 # --- the sender's side --------------------------------------------------------------------------
@@ -251,17 +197,18 @@ def release_leases(engine: Engine) -> int:
     """At start-up of the only sender: attempts cut off by a crash are due again at once."""
     with engine.begin() as conn:
         return conn.execute(update(webhook_deliveries).where(
-            webhook_deliveries.c.status == "pending", webhook_deliveries.c.leased_until.is_not(None))
+            webhook_deliveries.c.status == DeliveryStatus.PENDING, webhook_deliveries.c.leased_until.is_not(None))
             .values(leased_until=None)).rowcount
 
 
 def claim_due(engine: Engine, limit: int, lease: timedelta) -> list[Row]:
     """Deliveries due now; each is leased while its attempt is in flight, so a crash mid-send retries it."""
-    stamp = repo.now()
+    stamp = now()
     with engine.begin() as conn:
         d = webhook_deliveries.c
         ids = conn.execute(select(d.id).where(
-            d.status == "pending", d.next_attempt_at <= stamp, or_(d.leased_until.is_(None), d.leased_until < stamp))
+            d.status == DeliveryStatus.PENDING, d.next_attempt_at <= stamp,
+            or_(d.leased_until.is_(None), d.leased_until < stamp))
             .order_by(d.next_attempt_at).limit(limit).with_for_update(skip_locked=True)).scalars().all()
         if not ids:
             return []
@@ -279,24 +226,25 @@ def claim_due(engine: Engine, limit: int, lease: timedelta) -> list[Row]:
 
 
 def record_attempt(engine: Engine, delivery: Row, *, status_code: int | None, latency_ms: int | None,
-                   error: str | None, outcome: str, next_retry_at: datetime | None,
+                   error: str | None, outcome: DeliveryStatus, next_retry_at: datetime | None,
                    disable_after: int) -> None:
-    """outcome: 'succeeded', 'retry' or 'failed'. A failed event counts against its subscription."""
-    stamp = repo.now()
+    """Log one attempt. ``outcome`` is the delivery's status after it: PENDING (to be retried at
+    ``next_retry_at``), SUCCEEDED or FAILED. A failed event counts against its subscription."""
+    stamp = now()
     with engine.begin() as conn:
         conn.execute(insert(webhook_attempts).values(delivery_id=delivery.id, attempted_at=stamp,
                                                      status_code=status_code, latency_ms=latency_ms, error=error,
                                                      next_retry_at=next_retry_at))
         values: dict[str, Any] = {"last_status_code": status_code, "last_error": error, "leased_until": None}
-        if outcome == "retry":
+        if outcome == DeliveryStatus.PENDING:
             values.update(next_attempt_at=next_retry_at)
         else:
             values.update(status=outcome, completed_at=stamp, next_attempt_at=None)
         conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == delivery.id).values(**values))
-        if delivery.subscription_id is None or outcome == "retry":
+        if delivery.subscription_id is None or outcome == DeliveryStatus.PENDING:
             return
         sub = webhook_subscriptions.c
-        if outcome == "succeeded":
+        if outcome == DeliveryStatus.SUCCEEDED:
             conn.execute(update(webhook_subscriptions).where(sub.id == delivery.subscription_id)
                          .values(consecutive_failures=0))
             return
@@ -313,4 +261,5 @@ def fail_without_attempt(engine: Engine, delivery: Row, reason: str) -> None:
     """A delivery that must not be sent (its subscription was disabled or deleted meanwhile)."""
     with engine.begin() as conn:
         conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == delivery.id).values(
-            status="failed", last_error=reason, completed_at=repo.now(), next_attempt_at=None, leased_until=None))
+            status=DeliveryStatus.FAILED, last_error=reason, completed_at=now(), next_attempt_at=None,
+            leased_until=None))

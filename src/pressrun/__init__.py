@@ -1,6 +1,7 @@
-"""pressrun: one template × N rows = N images or PDFs, from the command line or (soon) an HTTP API.
+"""pressrun: one template × N rows = N images or PDFs, from the command line (``pressrun render``)
+or an HTTP API with durable batch jobs and signed webhooks (``pressrun serve``).
 
-The public Python API is exactly what ``__all__`` lists.
+The public Python API is exactly what ``__all__`` lists. The map of the code is docs/architecture.md.
 """
 
 from pressrun.errors import PressrunError, RowError, error_body

@@ -150,6 +150,9 @@ async def test_csv_upload_applies_column_types_and_reports_bad_cells(api: Api):
     assert [r["status"] for r in done["results"]] == ["completed", "failed", "completed"]
     assert done["results"][1]["error"]["code"] == "invalid_value"
     assert "abc" in done["results"][1]["error"]["message"]
+    # The details errors.jsonl has in the CLI: which column, which value, what was expected.
+    assert {k: done["results"][1]["error"][k] for k in ("column", "value", "expected")} == {
+        "column": "price", "value": "abc", "expected": "number"}
     pdf = await api.client.get(local(done["results"][2]["url"]))
     assert PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text().strip() == "20.00"
 

@@ -105,3 +105,9 @@ def test_every_path_that_renders_a_row_goes_through_the_pipeline():
     renderer_users = {module for module, path in SOURCES.items()
                       if "renderer.render(" in path.read_text(encoding="utf-8")}
     assert renderer_users <= {"pressrun.pipeline"}, renderer_users
+
+
+def test_routes_leave_waking_background_loops_to_the_service():
+    waking = {module for module, path in SOURCES.items()
+              if module.startswith("pressrun.api") and ".wake()" in path.read_text(encoding="utf-8")}
+    assert waking == set()

@@ -106,6 +106,11 @@ class Service:
             self.webhooks.wake()
         return row
 
+    async def single_render_done(self, workspace_id: int, data: dict[str, Any], *, failed: bool) -> None:
+        """render.completed / render.failed for the workspace's subscriptions (a single render)."""
+        await asyncio.to_thread(self.events.single_render, self.db, workspace_id, data, failed)
+        self.webhooks.wake()
+
     def migrate(self) -> None:
         migrate(self.db)
 

@@ -72,10 +72,8 @@ async def respond(request: Request, key: ApiKey, result: RenderResult, started: 
 
 async def emit(request: Request, key: ApiKey, data: dict[str, Any], *, failed: bool) -> None:
     """render.completed / render.failed for subscribed webhooks (single renders)."""
-    service = service_of(request)
-    await run_in_threadpool(service.events.single_render, service.db, key.workspace_id,
-                            {"endpoint": request.url.path, **data}, failed)
-    service.webhooks.wake()
+    await service_of(request).single_render_done(key.workspace_id, {"endpoint": request.url.path, **data},
+                                                 failed=failed)
 
 
 def emits_failures(route: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

@@ -93,7 +93,7 @@ def make_rows(count: int, destination: Path) -> Path:
 async def plain_loop(rows_csv: Path, fmt: str, out_dir: Path) -> tuple[float, int]:
     """The naive baseline. Returns (seconds, total bytes written)."""
     bundle = load_template(TEMPLATE)
-    template = Engine(locale=bundle.manifest.locale or "en_US").compile(bundle.source)
+    template = Engine(locale=bundle.manifest.defaults.locale or "en_US").compile(bundle.source)
     rows = open_rows(rows_csv, column_types=bundle.manifest.column_types)
     started = time.perf_counter()
     total_bytes = 0

@@ -40,16 +40,15 @@ class TemplateDefaults:
     pdf: PdfOptions = field(default_factory=PdfOptions)
 
     @classmethod
-    def of_manifest(cls, manifest: Any) -> TemplateDefaults:
-        """A template folder's ``pressrun.toml`` (pressrun.templating.bundle.Manifest)."""
-        return cls(manifest.width_px, manifest.height_px, manifest.format, manifest.quality, manifest.scale,
-                   manifest.locale, manifest.pdf)
-
-    @classmethod
     def of_stored(cls, version: Any) -> TemplateDefaults:
         """A stored template version (a database row with width, height, format, … and ``pdf``)."""
         return cls(version.width, version.height, OutputFormat.parse(version.format), version.quality,
                    version.scale, version.locale, PdfOptions.from_dict(version.pdf))
+
+    def to_stored(self) -> dict[str, Any]:
+        """The template version's columns :meth:`of_stored` reads (a template folder imported by the service)."""
+        return {"width": self.width_px, "height": self.height_px, "format": self.format.value,
+                "quality": self.quality, "scale": self.scale, "locale": self.locale, "pdf": self.pdf.to_dict()}
 
 
 @dataclass(frozen=True)

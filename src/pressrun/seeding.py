@@ -25,13 +25,7 @@ def import_template_folder(service: Any, folder: Path, workspace_uid: str) -> st
     version = {
         "html": bundle.source,
         "css": css_path.read_text(encoding="utf-8") if css_path.is_file() else "",
-        "width": manifest.width_px,
-        "height": manifest.height_px,
-        "format": manifest.format.value,
-        "quality": manifest.quality,
-        "scale": manifest.scale,
-        "locale": manifest.locale,
-        "pdf": manifest.pdf.to_dict(),
+        **manifest.defaults.to_stored(),
         # TOML dates are not JSON; the API stores sample data as JSON, as a client would send it.
         "sample_data": json.loads(json.dumps(manifest.sample[0], default=str)) if manifest.sample else None,
         "column_types": dict(manifest.column_types),

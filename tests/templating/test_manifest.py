@@ -39,4 +39,4 @@ def test_nested_column_tables_are_dotted_columns():
 
 def test_a_known_locale_and_pdf_keys_are_accepted():
     parsed = manifest('locale = "de_DE"\n[pdf]\npage_size = "A4"\nlandscape = true\nmargin_mm = 5\n')
-    assert parsed.locale == "de_DE" and parsed.pdf.page_size == "a4" and parsed.pdf.landscape
+    assert parsed.defaults.locale == "de_DE" and parsed.defaults.pdf.page_size == "a4" and parsed.defaults.pdf.landscape

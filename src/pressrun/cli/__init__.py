@@ -94,10 +94,10 @@ def main(verbose: int) -> None:
 def render_options(bundle: TemplateBundle, fmt: str | None, quality: int | None, scale: float | None,
                    width: int | None, height: int | None) -> RenderOptions:
     """The template's settings with this command's options over them (pressrun.options: the API's rule too)."""
-    from pressrun.options import Overrides, TemplateDefaults, resolve_options
+    from pressrun.options import Overrides, resolve_options
 
     overrides = Overrides(format=fmt, quality=quality, scale=scale, width_px=width, height_px=height)
-    return resolve_options(TemplateDefaults.of_manifest(bundle.manifest), overrides)
+    return resolve_options(bundle.manifest.defaults, overrides)
 
 
 def load_settings(
@@ -107,7 +107,7 @@ def load_settings(
 
     return Settings.load(
         **{
-            "templating.locale": locale or bundle.manifest.locale,
+            "templating.locale": locale or bundle.manifest.defaults.locale,
             "templating.strict": strict,
             "render.concurrency": concurrency,
         }

@@ -20,6 +20,7 @@ from typing import Any
 from pressrun.data.types import VALID_TYPE_NAMES, parse_column_types
 from pressrun.errors import DataError, TemplateError, UsageError
 from pressrun.models import OutputFormat, PdfOptions
+from pressrun.options import TemplateDefaults
 
 MANIFEST_NAME = "pressrun.toml"
 TEMPLATE_NAME = "template.html"
@@ -34,13 +35,7 @@ HTML_OPEN = re.compile(r"<html(\s[^>]*)?>", re.IGNORECASE)
 @dataclass(frozen=True)
 class Manifest:
     name: str
-    width_px: int = 1200
-    height_px: int = 630
-    format: OutputFormat = OutputFormat.PNG
-    quality: int = 90
-    scale: float = 1.0
-    locale: str | None = None
-    pdf: PdfOptions = field(default_factory=PdfOptions)
+    defaults: TemplateDefaults = field(default_factory=TemplateDefaults)  # size, format, quality, locale, [pdf]
     column_types: dict[str, str] = field(default_factory=dict)
     sample: list[dict[str, Any]] = field(default_factory=list)
 
@@ -127,8 +122,7 @@ def parse_manifest(raw: dict[str, Any], *, default_name: str, file_name: str = M
             parse_locale(locale if isinstance(locale, str) else "")
         except UsageError as exc:
             raise fail("locale", locale, 'a known locale name such as "en_US" or "de_DE"') from exc
-    return Manifest(
-        name=str(raw.get("name", default_name)),
+    defaults = TemplateDefaults(
         width_px=integer("width", 1200, 1, 10_000),
         height_px=integer("height", 630, 1, 10_000),
         format=fmt,
@@ -136,6 +130,10 @@ def parse_manifest(raw: dict[str, Any], *, default_name: str, file_name: str = M
         scale=float(scale),
         locale=locale,
         pdf=parse_pdf_options(raw.get("pdf", {}), fail),
+    )
+    return Manifest(
+        name=str(raw.get("name", default_name)),
+        defaults=defaults,
         column_types=columns,
         sample=sample,
     )

@@ -64,7 +64,7 @@ def prepare_bundle(bundle: TemplateBundle, engine: TemplateCompiler) -> Prepared
     """A template folder (or a single .html file) as the CLI renders it."""
     return PreparedTemplate(
         template=engine.compile(bundle.source, name=bundle.source_name),
-        defaults=TemplateDefaults.of_manifest(bundle.manifest),
+        defaults=bundle.manifest.defaults,
         column_types=parse_column_types(bundle.manifest.column_types, file=MANIFEST_NAME),
         stylesheet=bundle.has_stylesheet,
         asset_root=bundle.asset_root,

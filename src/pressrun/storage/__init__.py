@@ -1,6 +1,9 @@
-"""Where output files and template assets live: local storage and signed download links."""
+"""Where output files and template assets live: the storage role (base.py), its backends (local
+files; a dict for tests) and signed download links."""
 
+from pressrun.storage.base import Storage
 from pressrun.storage.local import LocalStorage
+from pressrun.storage.memory import MemoryStorage
 from pressrun.storage.signing import UrlSigner, load_or_create_secret
 
-__all__ = ["LocalStorage", "UrlSigner", "load_or_create_secret"]
+__all__ = ["LocalStorage", "MemoryStorage", "Storage", "UrlSigner", "load_or_create_secret"]

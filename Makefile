@@ -1,5 +1,5 @@
 # The two commands a user needs: `make run` and `make test`. Both install what they need first.
-.PHONY: setup run examples test lint bench clean
+.PHONY: setup run examples test test-quick lint bench clean
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,9 +18,17 @@ examples: setup
 	$(BIN)/pressrun render examples/certificate examples/certificate/data.csv -o out/certificate --merge-pdf out/certificates.pdf
 	$(BIN)/pressrun render examples/invoice examples/invoice/data.json -o out/invoice --filename '{{ number }}-{{ customer.name }}'
 
-test: setup
-	@status=0; $(BIN)/pytest -q || status=$$?; \
+# pytest with the given arguments; collecting no test at all fails instead of passing as green.
+pytest = @status=0; $(BIN)/pytest -q $(1) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$status
+
+# Every test, the real-Chromium ones included.
+test: setup
+	$(call pytest)
+
+# The tests that need no Chromium (see tests/conftest.py): API, dispatcher, webhooks, storage, templating.
+test-quick: setup
+	$(call pytest,-m "not chromium")
 
 lint: setup
 	$(BIN)/ruff check src tests bench

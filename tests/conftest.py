@@ -1,4 +1,13 @@
-"""Shared fixtures. Chromium tests use the real browser; in CI (CI=true) a missing browser fails."""
+"""Shared fixtures, and the discipline of the ``chromium`` marker.
+
+A test that needs a real Chromium is marked ``chromium`` (``pytestmark`` or a decorator); a test that
+uses a Chromium-backed fixture (``CHROMIUM_FIXTURES``) is marked automatically. ``make test-quick``
+runs ``-m "not chromium"``; ``make test`` runs everything. Without Chromium the marked tests skip,
+except in CI (CI=true), where a missing browser fails.
+
+A test left unmarked cannot start Chromium by accident: it fails at once, saying to mark it
+(an in-process launch is refused; a subprocess gets a PRESSRUN_CHROMIUM_PATH that names the fix).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +21,7 @@ from contextlib import contextmanager
 import pytest
 from PIL import Image
 
+from pressrun.rendering import pool
 from pressrun.rendering.chromium import find_chromium
 
 
@@ -22,7 +32,15 @@ def chromium_available() -> bool:
         return False
 
 
+# Fixtures that start Chromium (the in-process service, `pressrun serve` subprocesses).
+CHROMIUM_FIXTURES = frozenset({"api", "server_factory"})
+UNMARKED_CHROMIUM_PATH = "/nonexistent/a-test-that-starts-chromium-needs-pytest.mark.chromium"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if CHROMIUM_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.chromium)
     if chromium_available():
         return
     if os.environ.get("CI") == "true":
@@ -31,6 +49,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "chromium" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def chromium_only_when_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("chromium") is not None:
+        return
+
+    async def refuse(*_args: object) -> None:
+        pytest.fail(f"{request.node.nodeid} starts Chromium but is not marked chromium: add "
+                    "@pytest.mark.chromium (or pytestmark), or render with pressrun.rendering.fake.FakeRenderer",
+                    pytrace=False)
+
+    monkeypatch.setattr(pool, "launch_chromium", refuse)
+    monkeypatch.setenv("PRESSRUN_CHROMIUM_PATH", UNMARKED_CHROMIUM_PATH)  # for `pressrun` subprocesses
 
 
 def open_image(data: bytes) -> Image.Image:

@@ -46,10 +46,10 @@ def test_status_sets_are_named_once_and_cover_every_state() -> None:
 
 
 def item(status: str, *, output_key: str | None = "batches/b/0.png", expired_at: datetime | None = None,
-         error_code: str | None = None) -> SimpleNamespace:
+         error_code: str | None = None, error_details: dict | None = None) -> SimpleNamespace:
     return SimpleNamespace(idx=4, status=status, output_key=output_key, expired_at=expired_at, finished_at=MADE,
                            width=600, height=400, bytes=1234, render_ms=12, error_code=error_code,
-                           error_message="it went wrong" if error_code else None)
+                           error_message="it went wrong" if error_code else None, error_details=error_details)
 
 
 @pytest.mark.parametrize(
@@ -87,6 +87,9 @@ def test_item_result_of_a_completed_item_links_its_file() -> None:
         (item("completed", expired_at=EXPIRED), "expired", None),
         (item("failed", output_key=None, error_code="missing_variable"), "failed",
          {"code": "missing_variable", "message": "it went wrong"}),
+        # The details come beside code and message, as in errors.jsonl.
+        (item("failed", output_key=None, error_code="invalid_value", error_details={"column": "price", "value": "x"}),
+         "failed", {"code": "invalid_value", "message": "it went wrong", "column": "price", "value": "x"}),
         (item("cancelled", output_key=None), "cancelled", None),
     ],
 )

@@ -1,4 +1,4 @@
-"""LocalStorage on the real filesystem: round trips, atomic writes, key validation, symlinks, deletes, readiness."""
+"""LocalStorage on the real filesystem: atomic writes, symlinks, folders, readiness. What every backend\nmust do (round trips, key validation, deletes) is in test_contract.py."""
 
 from __future__ import annotations
 
@@ -28,121 +28,33 @@ def test_init_creates_a_missing_root(tmp_path: Path) -> None:
     assert storage.root == root
 
 
-def test_put_then_read_back(storage: LocalStorage) -> None:
+def test_a_key_is_a_path_under_the_root(storage: LocalStorage) -> None:
     storage.put("batches/b1/0.png", b"\x89PNG data")
-    assert storage.exists("batches/b1/0.png")
-    assert storage.size("batches/b1/0.png") == 9
-    with storage.open("batches/b1/0.png") as f:
-        assert f.read() == b"\x89PNG data"
     assert storage.path("batches/b1/0.png") == storage.root / "batches" / "b1" / "0.png"
 
 
-def test_missing_key_reads_as_absent(storage: LocalStorage) -> None:
-    assert not storage.exists("batches/none/0.png")
-    assert storage.size("batches/none/0.png") is None
-    with pytest.raises(FileNotFoundError):
-        storage.open("batches/none/0.png")
-
-
-def test_a_folder_is_not_a_file(storage: LocalStorage) -> None:
-    storage.put("batches/b1/0.png", b"x")
-    assert not storage.exists("batches/b1")
-    assert storage.size("batches/b1") is None
-    with pytest.raises(FileNotFoundError):
-        storage.open("batches/b1")
-
-
-def test_put_replaces_whole_file_and_leaves_no_temp_files(storage: LocalStorage) -> None:
+def test_writes_leave_no_temporary_files(storage: LocalStorage, tmp_path: Path) -> None:
     storage.put("renders/r1.png", b"old contents, longer than the new ones")
     storage.put("renders/r1.png", b"new")
-    assert storage.open("renders/r1.png").read() == b"new"
     assert leftover_temp_files(storage.root) == []
     assert sorted(p.name for p in (storage.root / "renders").iterdir()) == ["r1.png"]
 
-
-def test_failed_put_keeps_old_file_and_removes_temp(storage: LocalStorage) -> None:
-    storage.put("renders/r1.png", b"old")
     with pytest.raises(TypeError):
         storage.put("renders/r1.png", "not bytes")  # type: ignore[arg-type]
-    assert storage.open("renders/r1.png").read() == b"old"
     assert leftover_temp_files(storage.root) == []
 
-
-def test_put_file_copies_atomically(storage: LocalStorage, tmp_path: Path) -> None:
     source = tmp_path / "upload.bin"
     source.write_bytes(os.urandom(3 * 1024 * 1024 + 7))
     storage.put_file("templates/t1/assets/logo.png", source)
     assert storage.path("templates/t1/assets/logo.png").read_bytes() == source.read_bytes()
-    assert source.exists()
     assert leftover_temp_files(storage.root) == []
 
-
-def test_put_file_missing_source_leaves_nothing(storage: LocalStorage, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        storage.put_file("templates/t1/assets/logo.png", tmp_path / "nope")
-    assert not storage.exists("templates/t1/assets/logo.png")
+        storage.put_file("templates/t1/assets/other.png", tmp_path / "nope")
     assert leftover_temp_files(storage.root) == []
 
-
-BAD_KEYS = [
-    ("", "empty"),
-    ("/etc/passwd", "starts with '/'"),
-    ("../outside.png", "'..' segment"),
-    ("batches/../../outside.png", "'..' segment"),
-    ("batches/./0.png", "'.' segment"),
-    (".", "'.' segment"),
-    ("batches\\0.png", "backslash"),
-    ("batches/0.png\x00.txt", "NUL"),
-    ("batches//0.png", "empty segment"),
-    ("batches/b1/", "empty segment"),
-    ("batches/" + "a" * 256, "longer than 255 bytes"),
-    ("batches/" + "é" * 128, "longer than 255 bytes"),  # 256 bytes in UTF-8, 128 characters
-    (".pressrun-tmp/x.png", "reserved for files being written"),
-]
-
-
-OPERATIONS = {
-    "put": lambda storage, key: storage.put(key, b"x"),
-    "put_file": lambda storage, key: storage.put_file(key, Path(__file__)),
-    "path": LocalStorage.path,
-    "exists": LocalStorage.exists,
-    "size": LocalStorage.size,
-    "open": LocalStorage.open,
-    "delete": LocalStorage.delete,
-    "delete_prefix": LocalStorage.delete_prefix,
-}
-CASES = [
-    (operation, key, reason)
-    for operation in OPERATIONS
-    for key, reason in BAD_KEYS
-    if not (operation == "delete_prefix" and key == "batches/b1/")  # that is how a prefix is written
-]
-
-
-@pytest.mark.parametrize(("operation", "key", "reason"), CASES)
-def test_bad_keys_are_refused_with_a_message_naming_them(
-    storage: LocalStorage, operation: str, key: str, reason: str
-) -> None:
-    with pytest.raises(UsageError) as info:
-        OPERATIONS[operation](storage, key)
-    assert repr(key) in info.value.message
-    assert reason in info.value.message
-    assert "'/'-separated relative paths" in info.value.message
-    assert info.value.details["key"] == key
-    assert list(storage.root.iterdir()) == []
-
-
-def test_longest_valid_segment_is_accepted(storage: LocalStorage) -> None:
-    key = "batches/" + "a" * 255
-    storage.put(key, b"x")
-    assert storage.exists(key)
+    storage.put("batches/" + "a" * 255, b"x")  # the temporary name must fit NAME_MAX too
     assert leftover_temp_files(storage.root) == []
-
-
-def test_unusual_but_valid_keys(storage: LocalStorage) -> None:
-    for key in ["x", ".hidden", "..dots", "with space/é ü.png", "a/b/c/d/e.pdf"]:
-        storage.put(key, key.encode())
-        assert storage.open(key).read() == key.encode()
 
 
 def test_symlink_out_of_the_root_is_refused(storage: LocalStorage, tmp_path: Path) -> None:
@@ -171,37 +83,11 @@ def test_symlink_inside_the_root_is_allowed(storage: LocalStorage) -> None:
     assert storage.open("alias/a.png").read() == b"a"
 
 
-def test_delete_reports_whether_something_was_deleted(storage: LocalStorage) -> None:
-    storage.put("renders/r1.png", b"x")
-    assert storage.delete("renders/r1.png") is True
-    assert not storage.exists("renders/r1.png")
-    assert storage.delete("renders/r1.png") is False
-    assert storage.delete("never/was/there.png") is False
-
-
-def test_delete_prefix_removes_the_folder_and_counts_files(storage: LocalStorage) -> None:
-    for i in range(3):
-        storage.put(f"batches/b1/{i}.png", b"x")
+def test_delete_prefix_removes_the_folder_itself(storage: LocalStorage) -> None:
+    storage.put("batches/b1/0.png", b"x")
     storage.put("batches/b1/zip/all.zip", b"x")
-    storage.put("batches/b10/0.png", b"keep")
-    storage.put("batches/b2/0.png", b"keep")
-
-    assert storage.delete_prefix("batches/b1/") == 4
+    assert storage.delete_prefix("batches/b1/") == 2
     assert not (storage.root / "batches" / "b1").exists()
-    assert storage.exists("batches/b10/0.png")
-    assert storage.exists("batches/b2/0.png")
-    assert storage.delete_prefix("batches/b1/") == 0
-    assert storage.delete_prefix("batches/b2") == 1  # without the trailing slash: the same folder
-    assert storage.delete_prefix("nothing/here/") == 0
-    # The folder can be written to again straight away.
-    storage.put("batches/b1/0.png", b"again")
-    assert storage.exists("batches/b1/0.png")
-
-
-def test_delete_prefix_on_a_file_key_deletes_nothing(storage: LocalStorage) -> None:
-    storage.put("renders/r1.png", b"x")
-    assert storage.delete_prefix("renders/r1.png/") == 0
-    assert storage.exists("renders/r1.png")
 
 
 def test_check_passes_on_a_writable_root(storage: LocalStorage) -> None:

@@ -61,6 +61,15 @@ def validate_key(key: str) -> str:
     return key
 
 
+def validate_prefix(prefix: str) -> str:
+    """The folder key a prefix names ('batches/<uid>/' and 'batches/<uid>' both name 'batches/<uid>')."""
+    folder_key = prefix[:-1] if isinstance(prefix, str) and prefix.endswith("/") else prefix
+    problem = key_problem(folder_key)
+    if problem is not None:
+        raise UsageError(f"invalid storage prefix {prefix!r}: {problem}; {VALID_KEYS}", key=prefix)
+    return folder_key
+
+
 class LocalStorage:
     """Files under a root folder, addressed by keys like 'batches/<uid>/0.png'."""
 
@@ -122,11 +131,7 @@ class LocalStorage:
 
         The prefix is matched by whole segments: 'batches/ab' does not touch 'batches/abc/'.
         """
-        folder_key = prefix[:-1] if isinstance(prefix, str) and prefix.endswith("/") else prefix
-        problem = key_problem(folder_key)
-        if problem is not None:
-            raise UsageError(f"invalid storage prefix {prefix!r}: {problem}; {VALID_KEYS}", key=prefix)
-        top = self.path(folder_key)
+        top = self.path(validate_prefix(prefix))
         if top.is_symlink() or not top.is_dir():
             return 0
         count = 0

@@ -42,28 +42,44 @@ def retryable(status_code: int | None) -> bool:
 
 
 class WebhookSender:
-    def __init__(self, db: Engine, settings: WebhookSettings) -> None:
-        self.db, self.settings = db, settings
+    """``run()`` is the service's loop; ``deliver_due()`` is one pass of it that returns (tests drive
+    the sender in bursts with it).
+
+    ``transport``: what the HTTP client sends through (default: the network). Tests pass an
+    ``httpx.MockTransport``; the address policy still runs before every request, so a test URL must
+    pass it (a literal public IP, or any host with ``allow_private_networks``).
+    """
+
+    def __init__(self, db: Engine, settings: WebhookSettings, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.db, self.settings, self.transport = db, settings, transport
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
         self._wake.set()
 
+    def _client(self) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=self.settings.concurrency, max_keepalive_connections=0)
+        return httpx.AsyncClient(follow_redirects=False, limits=limits, trust_env=False, transport=self.transport)
+
+    async def _claim(self, limit: int) -> list[Any]:
+        """Lease up to ``limit`` deliveries that are due now, counting the attempt about to be made."""
+        lease = timedelta(seconds=self.settings.timeout_s * 2 + 5)
+        return await asyncio.to_thread(repo.claim_due, self.db, limit, lease)
+
     async def run(self) -> None:
         released = await asyncio.to_thread(repo.release_leases, self.db)
         if released:
             log.info("%d webhook deliveries were cut off by an earlier run; sending them again", released)
-        limits = httpx.Limits(max_connections=self.settings.concurrency, max_keepalive_connections=0)
-        async with httpx.AsyncClient(follow_redirects=False, limits=limits, trust_env=False) as client:
+        async with self._client() as client:
             try:
                 while True:
                     free = self.settings.concurrency - len(self._tasks)
                     claimed: list[Any] = []
                     if free > 0:
                         try:
-                            lease = timedelta(seconds=self.settings.timeout_s * 2 + 5)
-                            claimed = await asyncio.to_thread(repo.claim_due, self.db, free, lease)
+                            claimed = await self._claim(free)
                         except Exception:  # the database may be busy for a moment
                             log.exception("claiming webhook deliveries failed")
                     for delivery in claimed:
@@ -74,6 +90,14 @@ class WebhookSender:
                         await nap(self._wake, POLL_S)
             finally:
                 await cancel_and_wait(self._tasks)
+
+    async def deliver_due(self) -> int:
+        """One attempt at each delivery due now, up to ``concurrency`` of them; returns how many were
+        attempted. What an attempt schedules for later (a retry) waits for the next call."""
+        async with self._client() as client:
+            claimed = await self._claim(self.settings.concurrency)
+            await asyncio.gather(*(self._deliver(client, delivery) for delivery in claimed))
+        return len(claimed)
 
     async def _deliver(self, client: httpx.AsyncClient, delivery: Any) -> None:
         try:

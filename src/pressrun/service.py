@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -22,9 +23,9 @@ from sqlalchemy import Engine
 from pressrun.background import cancel_and_wait
 from pressrun.db import connect, migrate, repo
 from pressrun.jobs.dispatcher import Dispatcher
-from pressrun.rendering import ChromiumRenderer
+from pressrun.rendering import ChromiumRenderer, Renderer
 from pressrun.settings import PlanSettings, Settings
-from pressrun.storage import Links, LocalStorage, UrlSigner, load_or_create_secret
+from pressrun.storage import Links, LocalStorage, Storage, UrlSigner, load_or_create_secret
 from pressrun.templating.engines import make_isolated_engine
 from pressrun.templating.prepared import TemplateCache
 from pressrun.webhooks.events import EventRecorder
@@ -34,20 +35,25 @@ log = logging.getLogger(__name__)
 
 
 class Service:
-    def __init__(self, settings: Settings, *, db: Engine | None = None) -> None:
+    """Each external part can be handed in (``db``, ``storage``, ``renderer``, ``webhook_transport``);
+    by default the service builds the real ones from ``settings``. Tests of the layers above the
+    browser hand in pressrun.rendering.fake.FakeRenderer and pressrun.storage.MemoryStorage."""
+
+    def __init__(self, settings: Settings, *, db: Engine | None = None, storage: Storage | None = None,
+                 renderer: Renderer | None = None, webhook_transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = db or connect(settings.resolved_database_url)
-        self.storage = LocalStorage(settings.data_dir / "files")
+        self.storage: Storage = storage if storage is not None else LocalStorage(settings.data_dir / "files")
         self.signer = UrlSigner(load_or_create_secret(settings.data_dir / "secret.key"))
         # Templates are untrusted: rows render in child processes with hard time and memory limits.
         self.template_engine = make_isolated_engine(settings)
         self.templates = TemplateCache(partial(repo.template_version_by_id, self.db), self.template_engine,
                                        self.asset_root)
-        self.renderer = ChromiumRenderer(settings.render)
+        self.renderer: Renderer = renderer if renderer is not None else ChromiumRenderer(settings.render)
         self.links = Links(self.signer, self.base_url, settings.api.retention_s)
         self.events = EventRecorder(self.links)
-        self.webhooks = WebhookSender(self.db, settings.webhooks)
+        self.webhooks = WebhookSender(self.db, settings.webhooks, transport=webhook_transport)
         self.dispatcher = Dispatcher(self.db, self.storage, self.renderer, self.templates, recorder=self.events,
                                      on_batch_finished=self._batch_finished)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
@@ -121,7 +127,9 @@ class Service:
     def rate_limit(self, plan: str):  # type: ignore[no-untyped-def]
         return parse(self.plan(plan).rate_limit)
 
-    async def start(self, *, dispatch: bool = True) -> None:
+    async def start(self, *, dispatch: bool = True, deliver: bool = True) -> None:
+        """Migrate, start the renderer and the background loops. ``dispatch`` / ``deliver`` False: the
+        dispatcher / webhook sender is driven by its caller in burst mode (``drain``, ``deliver_due``)."""
         await asyncio.to_thread(self.migrate)
         # The embedded service is the only writer of its storage: whatever a crash left half-written
         # goes now (the items it belonged to are re-queued by the dispatcher).
@@ -132,7 +140,8 @@ class Service:
         self.browser_ready = True
         if dispatch:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
-        self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
+        if deliver:
+            self._tasks.append(asyncio.create_task(self.webhooks.run(), name="webhooks"))
         self._tasks.append(asyncio.create_task(self._sweep_forever(), name="sweeper"))
 
     async def stop(self) -> None:

@@ -29,8 +29,10 @@ import pytest
 
 from pressrun.api import create_app
 from pressrun.db import repo
+from pressrun.rendering.fake import FakeRenderer
 from pressrun.service import Service
 from pressrun.settings import PlanSettings, RenderSettings, Settings
+from pressrun.storage import MemoryStorage
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TINY = PlanSettings(rate_limit="5/minute", max_batch_items=5, max_concurrent_batches=1)
@@ -69,6 +71,48 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     async with httpx.AsyncClient(transport=transport, base_url="http://pressrun.test", timeout=60) as client:
         yield Api(service, client, key_a, key_b, key_tiny)
     await service.stop()
+
+
+@dataclass
+class FakeApi(Api):
+    """The service on its seams: FakeRenderer (no Chromium), MemoryStorage, a mock webhook transport.
+    Neither the dispatcher nor the webhook sender runs on its own: a test drives them in burst mode
+    (``await fake_api.drain()``, ``await fake_api.service.webhooks.deliver_due()``)."""
+
+    renderer: FakeRenderer = None  # type: ignore[assignment]
+    storage: MemoryStorage = None  # type: ignore[assignment]
+    webhook_requests: list[httpx.Request] = None  # type: ignore[assignment]
+
+    async def drain(self) -> int:
+        return await self.service.dispatcher.drain()
+
+
+@pytest.fixture
+async def fake_api(tmp_path: Path) -> AsyncIterator[FakeApi]:
+    requests: list[httpx.Request] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(200)
+
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        render=RenderSettings(concurrency=2),
+        api={"plans": {"default": PlanSettings(rate_limit="100000/minute"), "tiny": TINY}},  # type: ignore[arg-type]
+        webhooks={"allow_private_networks": True, "retry_min_s": 0.01, "retry_max_s": 0.01},  # type: ignore[arg-type]
+    )
+    renderer, storage = FakeRenderer(settings.render), MemoryStorage()
+    service = Service(settings, storage=storage, renderer=renderer, webhook_transport=httpx.MockTransport(receive))
+    service.dispatcher.pause_s = 0.0  # a test drains again at once after an error that stops dispatch
+    await service.start(dispatch=False, deliver=False)
+    keys = [repo.create_key(service.db, name=name, plan=plan)[0]
+            for name, plan in (("workspace A", "default"), ("workspace B", "default"), ("tiny", "tiny"))]
+    transport = httpx.ASGITransport(app=create_app(service, manage_service=False))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://pressrun.test", timeout=30) as client:
+            yield FakeApi(service, client, *keys, renderer=renderer, storage=storage, webhook_requests=requests)
+    finally:
+        await service.stop()
 
 
 SIMPLE_HTML = (

@@ -36,7 +36,7 @@ from pressrun.templating.prepared import TemplateCache
 
 if TYPE_CHECKING:
     from pressrun.rendering.base import Renderer
-    from pressrun.storage import LocalStorage
+    from pressrun.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def failed_outcome(failed: Failed) -> dict[str, Any]:
     return {"status": ItemStatus.FAILED, **repo.error_columns(failed.error)}
 
 
-def store_output(storage: LocalStorage, key: str, data: bytes) -> None:
+def store_output(storage: Storage, key: str, data: bytes) -> None:
     """Write an item's file; a storage that cannot take it (a full disk) stops dispatch, not the item."""
     try:
         storage.put(key, data)
@@ -79,7 +79,7 @@ class Dispatcher:
     def __init__(
         self,
         db: Engine,
-        storage: LocalStorage,
+        storage: Storage,
         renderer: Renderer,
         templates: TemplateCache,
         on_batch_finished: BatchFinished | None = None,
@@ -96,6 +96,8 @@ class Dispatcher:
         self._batches: dict[int, Any] = {}  # the immutable fields of batches with items in flight
         self._pipelines: dict[int, ItemPipeline] = {}  # and the pipeline each renders through
         self._paused_until = 0.0
+        self.pause_s = UNAVAILABLE_BACKOFF_S  # how long dispatch waits after an error that stops it
+        self._stops = 0  # how many times it did
         # Claim in chunks of about a page's worth, not one item per completion: fewer transactions.
         self.claim_chunk = max(1, renderer.concurrency)
         self._outcomes: list[tuple[int, int, dict[str, Any], asyncio.Future[str | None]]] = []
@@ -126,6 +128,24 @@ class Dispatcher:
                     await nap(self._wake, IDLE_POLL_S)
         finally:
             await cancel_and_wait([*self._tasks, recorder])
+
+    async def drain(self) -> int:
+        """Burst mode: render what is queued, until nothing is left or dispatch must pause (an error that
+        stops: the items it met are back in the queue), and return how many items were claimed. For
+        tests and one-shot runs; :meth:`run` is the loop a server keeps going."""
+        stops = self._stops
+        recorder = asyncio.create_task(self._record_outcomes(), name="dispatcher-outcomes")
+        claimed = 0
+        try:
+            while self._stops == stops:
+                claimed += await self._claim_round()
+                if not self._tasks:
+                    break
+                await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            await cancel_and_wait([recorder])
+        return claimed
 
     async def _record_outcomes(self) -> None:
         """Write outcomes in groups: whatever finished within FLUSH_WINDOW_S goes in one transaction."""
@@ -233,8 +253,9 @@ class Dispatcher:
             return completed_outcome(key, outcome)
         except Exception as exc:
             if disposition(exc) is Disposition.STOP:
-                log.error("%s; pausing for %.0f s", exc, UNAVAILABLE_BACKOFF_S)
-                self._paused_until = asyncio.get_running_loop().time() + UNAVAILABLE_BACKOFF_S
+                log.error("%s; pausing for %.1f s", exc, self.pause_s)
+                self._paused_until = asyncio.get_running_loop().time() + self.pause_s
+                self._stops += 1
                 return None
             return failed_outcome(failure(exc))  # the template version is missing, a bad stored option…
 

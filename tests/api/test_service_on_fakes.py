@@ -1,0 +1,191 @@
+"""The API, the dispatcher and webhooks on their seams, without Chromium: FakeRenderer, MemoryStorage,
+a mock webhook transport (tests/api/conftest.py ``fake_api``). The same service, routes, pipeline and
+SQL as in production; only the browser, the disk and the network are stand-ins. The real-Chromium
+tests beside these (test_batches_api.py, test_renders_api.py, test_webhooks.py) keep covering the parts
+these cannot."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import zipfile
+
+from pypdf import PdfReader
+from tests.api.conftest import FakeApi, assert_problem, create_template
+from tests.conftest import open_image
+
+from pressrun.db import repo
+from pressrun.rendering.fake import colour_for
+from pressrun.webhooks import verify
+
+
+async def accept(api: FakeApi, uid: str, body: dict) -> dict:
+    response = await api.client.post(f"/templates/{uid}/batch-render", json=body, headers=api.auth())
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+async def results(api: FakeApi, batch_id: str) -> dict:
+    response = await api.client.get(f"/templates/batch/{batch_id}/results", headers=api.auth())
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_keys_and_workspaces_are_checked_before_anything_else(fake_api: FakeApi):
+    assert_problem(await fake_api.client.get("/templates"), 401, "unauthorized")
+    template = await create_template(fake_api)
+    foreign = await fake_api.client.get(f"/templates/{template['uid']}", headers=fake_api.auth(fake_api.key_b))
+    assert_problem(foreign, 404, "template_not_found")
+    render = await fake_api.client.post(f"/templates/{template['uid']}/render", json={},
+                                        headers=fake_api.auth(fake_api.key_b))
+    assert_problem(render, 404, "template_not_found")
+    assert fake_api.renderer.calls == []
+
+
+async def test_a_batch_renders_every_row_through_the_pipeline_with_the_options_it_was_accepted_with(fake_api: FakeApi):
+    template = await create_template(fake_api, html="<p>{{ title }}</p>", format="pdf", pdf={"pageSize": "a4"})
+    accepted = await accept(fake_api, template["uid"], {"variableSets": [{"title": "one"}, {"title": "two & co"}],
+                                                        "width": 400, "height": 300, "filename": "{{ title }}"})
+    # The template changes after acceptance: the batch keeps its pinned version and options.
+    await fake_api.client.put(f"/templates/{template['uid']}", json={"width": 999, "pdf": {"pageSize": "a3"}},
+                              headers=fake_api.auth())
+    assert await fake_api.drain() == 2
+
+    done = await results(fake_api, accepted["batchId"])
+    assert done["status"] == "completed" and done["completedCount"] == 2
+    documents = sorted(call.html for call in fake_api.renderer.calls)
+    assert "<p>one</p>" in documents[0] and "<p>two &amp; co</p>" in documents[1]
+    for call in fake_api.renderer.calls:
+        assert (call.options.width_px, call.options.height_px, call.options.pdf.page_size) == (400, 300, None)
+    file = await fake_api.client.get(done["results"][0]["url"].removeprefix("http://pressrun.test"))
+    page = PdfReader(io.BytesIO(file.content)).pages[0]
+    assert (round(float(page.mediabox.width)), round(float(page.mediabox.height))) == (300, 225)
+    archive = await fake_api.client.get(f"/templates/batch/{accepted['batchId']}/download", headers=fake_api.auth())
+    assert archive.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
+        # The file-name pattern is unescaped text, as in the CLI.
+        assert sorted(zipped.namelist()) == ["manifest.csv", "one.pdf", "two & co.pdf"]
+
+
+async def test_row_errors_fail_their_items_with_code_message_and_details(fake_api: FakeApi):
+    html = "<div data-fake-error='{{ error | default(\"\") }}'>{{ (price * 2) | number }}</div>"
+    template = await create_template(fake_api, html=html, columnTypes={"price": "number"})
+    rows = [{"price": "1"}, {"error": "render_timeout", "price": "2"}, {"price": "abc"}, {}]
+    accepted = await accept(fake_api, template["uid"], {"variableSets": rows})
+    await fake_api.drain()
+
+    done = await results(fake_api, accepted["batchId"])
+    assert done["status"] == "partial"
+    assert [r["status"] for r in done["results"]] == ["completed", "failed", "failed", "failed"]
+    errors = [r["error"] for r in done["results"]]
+    assert errors[0] is None
+    assert errors[1]["code"] == "render_timeout"
+    assert {k: errors[2][k] for k in ("code", "column", "value", "expected")} == {
+        "code": "invalid_value", "column": "price", "value": "abc", "expected": "number"}
+    assert errors[3]["code"] == "missing_variable" and errors[3]["variable"] == "price"
+    # Retried, the failed items render again with fresh errors; the details do not linger.
+    retry = await fake_api.client.post(f"/templates/batch/{accepted['batchId']}/retry", headers=fake_api.auth())
+    assert retry.json()["retriedCount"] == 3
+    pending = await results(fake_api, accepted["batchId"])
+    assert [r["error"] for r in pending["results"][1:]] == [None, None, None]
+
+
+async def test_chromium_unavailable_puts_items_back_in_the_queue_and_nothing_is_lost(fake_api: FakeApi):
+    template = await create_template(fake_api)
+    accepted = await accept(fake_api, template["uid"], {"variableSets": [{"title": str(i)} for i in range(5)]})
+    fake_api.renderer.unavailable = True
+    await fake_api.drain()
+
+    stalled = await results(fake_api, accepted["batchId"])
+    assert stalled["failedCount"] == 0 and stalled["pendingCount"] == 5, stalled
+    assert {r["status"] for r in stalled["results"]} == {"queued"}
+
+    fake_api.renderer.unavailable = False
+    await fake_api.drain()
+    done = await results(fake_api, accepted["batchId"])
+    assert done["status"] == "completed" and done["completedCount"] == 5
+
+
+async def test_a_full_disk_puts_items_back_instead_of_failing_them(fake_api: FakeApi, monkeypatch):
+    template = await create_template(fake_api)
+    accepted = await accept(fake_api, template["uid"], {"variableSets": [{"title": str(i)} for i in range(4)]})
+    put = fake_api.storage.put
+    refusals = []
+
+    def full(key: str, data: bytes) -> None:
+        if len(refusals) < 2:
+            refusals.append(key)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        put(key, data)
+
+    monkeypatch.setattr(fake_api.storage, "put", full)
+    await fake_api.drain()
+    first = await results(fake_api, accepted["batchId"])
+    assert first["failedCount"] == 0 and refusals
+
+    while (await results(fake_api, accepted["batchId"]))["pendingCount"]:
+        assert await fake_api.drain() > 0
+    done = await results(fake_api, accepted["batchId"])
+    assert done["status"] == "completed" and done["completedCount"] == 4
+    for item in done["results"]:
+        assert fake_api.storage.exists(f"batches/{accepted['batchId']}/{item['index']}.png")
+
+
+async def test_single_renders_go_through_the_same_pipeline_and_policy(fake_api: FakeApi):
+    template = await create_template(fake_api, html="<p data-fake-error='{{ error | default(\"\") }}'>{{ title }}</p>")
+    ok = await fake_api.client.post(f"/templates/{template['uid']}/render",
+                                    json={"variables": {"title": "hi"}, "width": 64, "height": 32},
+                                    headers={**fake_api.auth(), "Accept": "image/png"})
+    assert ok.status_code == 200, ok.text
+    image = open_image(ok.content)
+    assert image.size == (64, 32)
+    assert image.convert("RGB").getpixel((5, 5)) == colour_for(fake_api.renderer.calls[-1].html)
+
+    failed = await fake_api.client.post(f"/templates/{template['uid']}/render",
+                                        json={"variables": {"title": "hi", "error": "blocked_url"}},
+                                        headers=fake_api.auth())
+    assert_problem(failed, 422, "blocked_url")
+    missing = await fake_api.client.post(f"/templates/{template['uid']}/render",
+                                         json={"variables": {}}, headers=fake_api.auth())
+    body = assert_problem(missing, 422, "missing_variable")
+    assert body["variable"] == "title"
+
+    fake_api.renderer.unavailable = True
+    gone = await fake_api.client.post(f"/templates/{template['uid']}/render",
+                                      json={"variables": {"title": "hi"}}, headers=fake_api.auth())
+    assert_problem(gone, 503, "browser_unavailable")
+
+
+async def test_batch_completed_webhook_carries_the_results_the_api_shows(fake_api: FakeApi):
+    created = await fake_api.client.post("/webhook-subscriptions", json={"url": "http://127.0.0.1:9/hooks", "events": ["batch.completed"]},
+                                         headers=fake_api.auth())
+    assert created.status_code == 201, created.text
+    secret = created.json()["secret"]
+    template = await create_template(fake_api, html="<p data-fake-error='{{ e | default(\"\") }}'>x</p>")
+    accepted = await accept(fake_api, template["uid"], {"variableSets": [{}, {"e": "render_crashed"}]})
+    await fake_api.drain()
+    assert await fake_api.service.webhooks.deliver_due() == 1
+
+    [request] = fake_api.webhook_requests
+    verify(request.content, request.headers["X-Pressrun-Signature"], secret)
+    payload = json.loads(request.content)["data"]
+    shown = await results(fake_api, accepted["batchId"])
+    assert payload["status"] == shown["status"] == "partial"
+    for field in ("batchId", "totalItems", "completedCount", "failedCount", "cancelledCount"):
+        assert payload[field] == shown[field], field
+    assert [(r["index"], r["status"], r["error"]) for r in payload["results"]] == [
+        (r["index"], r["status"], r["error"]) for r in shown["results"]]
+
+
+async def test_a_batch_cancelled_before_it_starts_renders_nothing(fake_api: FakeApi):
+    template = await create_template(fake_api)
+    accepted = await accept(fake_api, template["uid"], {"variableSets": [{"title": str(i)} for i in range(6)]})
+    cancelled = await fake_api.client.post(f"/templates/batch/{accepted['batchId']}/cancel", headers=fake_api.auth())
+    assert cancelled.status_code == 200
+    assert await fake_api.drain() == 0
+    done = await results(fake_api, accepted["batchId"])
+    assert done["status"] == "cancelled" and done["cancelledCount"] == 6
+    assert fake_api.renderer.calls == []
+    assert repo.item_counts(fake_api.service.db, repo.get_batch(fake_api.service.db, None, accepted["batchId"]).id) == {
+        "cancelled": 6}

@@ -13,7 +13,8 @@ Driving it from a test — markers in the document, found anywhere in the HTML:
   RowError subclass in pressrun.errors, derived from the classes, not listed here). ``empty_output``
   instead makes the capture empty, so the error comes from the same check the real renderer runs
   (``pool.check_not_empty``).
-- ``data-fake-pages="<n>"``: a PDF of ``n`` pages (default 1).
+- ``data-fake-pages="<n>"``: a PDF of ``n`` pages (default 1). Like the real renderer, the result
+  says ``pages=1`` whatever the file holds; the pipeline counts pages when asked (``count_pages``).
 
 And attributes of the renderer:
 
@@ -121,11 +122,12 @@ class FakeRenderer:
                     await asyncio.sleep(self.delay_s)
                 self._raise_if_unavailable()
                 empty = self._injected_error(html)
-                data, pages = (b"", 1) if empty else await asyncio.to_thread(paint, html, options)
+                # The page count stays 1, as the real renderer reports it (the pipeline counts pages when asked).
+                data = b"" if empty else (await asyncio.to_thread(paint, html, options))[0]
             finally:
                 self.in_flight -= 1
         width, height = options.output_size_px
-        result = RenderResult(data=data, format=options.format, width_px=width, height_px=height, pages=pages,
+        result = RenderResult(data=data, format=options.format, width_px=width, height_px=height,
                               render_ms=(time.perf_counter() - began) * 1000)
         check_not_empty(result)
         return result

@@ -29,7 +29,7 @@ from pressrun.jobs.archive import ArchiveEntry, stream_zip
 from pressrun.models import ItemStatus, RenderOptions
 from pressrun.naming import OutputNamer
 from pressrun.pipeline import Failed, ItemPipeline, Rendered, TypedRow
-from pressrun.rendering import ChromiumRenderer
+from pressrun.rendering import ChromiumRenderer, Renderer
 from pressrun.settings import Settings
 from pressrun.templating.bundle import TemplateBundle
 from pressrun.templating.engines import make_isolated_engine
@@ -100,13 +100,15 @@ async def run_batch(
     on_progress: ProgressCallback | None = None,
     *,
     driver: Awaitable[Playwright] | None = None,
+    renderer: Renderer | None = None,
 ) -> RunReport:
     """Render every row of ``spec`` into its output folder. ``driver``: Playwright already starting
-    (the CLI starts it before its imports), else the renderer starts its own. Closes the prepared
-    engine's template processes, however it ends."""
+    (the CLI starts it before its imports), else the renderer starts its own. ``renderer``: one to use
+    instead of Chromium (tests: pressrun.rendering.fake). Closes the prepared engine's template
+    processes, however it ends."""
     try:
-        async with ChromiumRenderer(settings.render, driver=driver) as renderer:
-            pipeline = ItemPipeline(prepared.template, spec.options, renderer, filename=prepared.filename)
+        async with renderer or ChromiumRenderer(settings.render, driver=driver) as started:
+            pipeline = ItemPipeline(prepared.template, spec.options, started, filename=prepared.filename)
             return await render_all(spec, pipeline, prepared.total, settings.render.concurrency, on_progress)
     finally:
         prepared.engine.close()

@@ -135,9 +135,16 @@ class ItemPipeline:
 
     async def render(self, row: TypedRow) -> RenderResult:
         """Steps 3-5. Raises the row's error."""
+        return await self.capture(await self.document(row))
+
+    async def document(self, row: TypedRow) -> str:
+        """Steps 3-4: the document Chromium loads. Raises the row's error."""
         html = await asyncio.to_thread(self.template.template.render, row.values, locale=self.locale)
-        result = await self.renderer.render(self.template.document(html), self.options,
-                                            asset_root=self.template.asset_root)
+        return self.template.document(html)
+
+    async def capture(self, document: str) -> RenderResult:
+        """Step 5. Raises the row's error."""
+        result = await self.renderer.render(document, self.options, asset_root=self.template.asset_root)
         if self.count_pages and result.format is OutputFormat.PDF:
             from pressrun.rendering.pdf import page_count  # pypdf: only where pages are counted
 

@@ -311,15 +311,22 @@ def preview_row(bundle: TemplateBundle, data_path: Path | None) -> tuple[dict[st
 
 async def render_one(settings: Settings, template: PreparedTemplate, row: dict[str, Any], options: RenderOptions,
                      driver: Awaitable[Playwright]) -> RenderResult:
-    """One row through the item pipeline; its failure is raised (a RowError: exit 1)."""
-    from pressrun.pipeline import Failed, ItemPipeline
+    """One row through the item pipeline. The row is typed and evaluated before Chromium starts: a
+    bad value or a missing variable (exit 1) costs no browser. A failure is raised (RowError: exit 1)."""
+    from pressrun.pipeline import ItemPipeline
     from pressrun.rendering import ChromiumRenderer
 
-    async with ChromiumRenderer(settings.render, concurrency=1, driver=driver) as renderer:
-        outcome = await ItemPipeline(template, options, renderer).run(row)
-    if isinstance(outcome, Failed):
-        raise outcome.error
-    return outcome.result
+    renderer = ChromiumRenderer(settings.render, concurrency=1, driver=driver)
+    pipeline = ItemPipeline(template, options, renderer)
+    try:
+        document = await pipeline.document(await pipeline.type_row(row))
+        async with renderer:
+            return await pipeline.capture(document)
+    except Exception as exc:
+        failed = pipeline.failed(exc)  # the policy: what stops is raised as it is
+        if failed.error is exc:
+            raise
+        raise failed.error from exc  # a bug, as internal_error
 
 
 @main.command()

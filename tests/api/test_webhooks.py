@@ -18,7 +18,7 @@ from pressrun.webhooks import InvalidSignature, sign, verify
 from pressrun.webhooks.policy import RefusedUrl, check_url
 from pressrun.webhooks.sender import backoff_s, retryable
 
-pytestmark = pytest.mark.chromium
+# Tests that use the `api` fixture are marked chromium by tests/conftest.py; the pure ones here are not.
 
 
 @dataclass

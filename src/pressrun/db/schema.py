@@ -131,7 +131,7 @@ batches = Table(
     Column("webhook_url", String(2000), nullable=True),
     # The PDF page the batch was accepted with (pressrun.options); NULL for batches accepted before
     # it was stored here, which use their template version's page.
-    Column("pdf", JSON, nullable=True),
+    Column("pdf", JSON(none_as_null=True), nullable=True),
     Column("total_items", Integer, nullable=False),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     _ts("created_at", nullable=False),
@@ -159,7 +159,9 @@ items = Table(
     Column("render_ms", Integer, nullable=True),
     Column("error_code", String(60), nullable=True),
     Column("error_message", Text, nullable=True),
-    Column("error_details", JSON, nullable=True),  # the error's machine-readable context: column, value, variable…
+    # The error's machine-readable context (column, value, variable…). None is SQL NULL, not JSON null:
+    # no JSON encoding for each of a 50,000-row batch's queued items.
+    Column("error_details", JSON(none_as_null=True), nullable=True),
     _ts("started_at"),
     _ts("finished_at"),
     _ts("expired_at"),

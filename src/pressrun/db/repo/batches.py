@@ -44,6 +44,10 @@ def count_open_batches(engine: Engine, workspace_id: int) -> int:
         return _open_batches(conn, workspace_id)
 
 
+# Plain strings for the bulk insert: the database driver binds an exact str without looking for an adapter.
+QUEUED, FAILED = ItemStatus.QUEUED.value, ItemStatus.FAILED.value
+
+
 def create_batch(engine: Engine, batch: dict[str, Any], rows: Iterable[tuple[dict[str, Any] | None, Any]],
                  max_items: int, recorder: BatchEvents | None = None,
                  max_open: int | None = None) -> tuple[str, int]:
@@ -65,24 +69,28 @@ def create_batch(engine: Engine, batch: dict[str, Any], rows: Iterable[tuple[dic
                                    created_at=stamp, **batch).returning(batches.c.id)
         ).scalar_one()
         total = 0
-        chunk: list[dict[str, Any]] = []
+        # Queued and failed rows go in separate inserts: a queued row binds only the columns it sets
+        # (its error columns stay NULL), which keeps 50,000 rows cheap to accept.
+        queued: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
         for variables, error in rows:
             if total >= max_items:
                 raise BatchTooLarge(max_items)
-            entry: dict[str, Any] = {"batch_id": batch_id, "idx": total, "attempts": 0}
             if error is None:
-                entry.update(variables=json.dumps(variables, ensure_ascii=False, default=str),
-                             status=ItemStatus.QUEUED, finished_at=None, **NO_ERROR)
+                queued.append({"batch_id": batch_id, "idx": total, "attempts": 0, "status": QUEUED,
+                               "variables": json.dumps(variables, ensure_ascii=False, default=str)})
             else:
-                entry.update(variables=json.dumps(variables or {}, default=str), status=ItemStatus.FAILED,
-                             finished_at=stamp, **error_columns(error))
-            chunk.append(entry)
+                failed.append({"batch_id": batch_id, "idx": total, "attempts": 0, "status": FAILED,
+                               "variables": json.dumps(variables or {}, default=str), "finished_at": stamp,
+                               **error_columns(error)})
             total += 1
-            if len(chunk) >= INSERT_CHUNK:
+            for chunk in (queued, failed):
+                if len(chunk) >= INSERT_CHUNK:
+                    conn.execute(insert(items), chunk)
+                    chunk.clear()
+        for chunk in (queued, failed):
+            if chunk:
                 conn.execute(insert(items), chunk)
-                chunk = []
-        if chunk:
-            conn.execute(insert(items), chunk)
         if total == 0:
             raise ValueError("empty batch")
         conn.execute(update(batches).where(batches.c.id == batch_id).values(total_items=total))

@@ -9,6 +9,7 @@ from typing import Any
 
 from pressrun.db import repo
 from pressrun.templating.bundle import STYLESHEET_NAME, load_template
+from pressrun.templating.prepared import asset_key
 
 
 def import_template_folder(service: Any, folder: Path, workspace_uid: str) -> str | None:
@@ -36,7 +37,7 @@ def import_template_folder(service: Any, folder: Path, workspace_uid: str) -> st
     if assets.is_dir():
         for path in sorted(p for p in assets.rglob("*") if p.is_file()):
             relative = path.relative_to(assets).as_posix()
-            service.storage.put_file(f"templates/{uid}/assets/{relative}", path)
+            service.storage.put_file(asset_key(uid, relative), path)
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             repo.upsert_asset(service.db, template.id, relative, content_type, path.stat().st_size)
     return uid

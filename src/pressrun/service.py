@@ -27,7 +27,7 @@ from pressrun.rendering import ChromiumRenderer, Renderer
 from pressrun.settings import PlanSettings, Settings
 from pressrun.storage import Links, LocalStorage, Storage, UrlSigner, load_or_create_secret
 from pressrun.templating.engines import make_isolated_engine
-from pressrun.templating.prepared import TemplateCache
+from pressrun.templating.prepared import TemplateCache, asset_folder_key
 from pressrun.webhooks.events import EventRecorder
 from pressrun.webhooks.sender import WebhookSender
 
@@ -62,7 +62,7 @@ class Service:
 
     def asset_root(self, template_uid: str) -> Path:
         """The folder a stored template's assets (images, fonts) load from."""
-        return self.storage.path(f"templates/{template_uid}")
+        return self.storage.path(asset_folder_key(template_uid))
 
     @property
     def base_url(self) -> str:

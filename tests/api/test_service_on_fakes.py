@@ -189,3 +189,18 @@ async def test_a_batch_cancelled_before_it_starts_renders_nothing(fake_api: Fake
     assert fake_api.renderer.calls == []
     assert repo.item_counts(fake_api.service.db, repo.get_batch(fake_api.service.db, None, accepted["batchId"]).id) == {
         "cancelled": 6}
+
+
+async def test_a_stored_templates_assets_are_where_its_renders_load_from(fake_api: FakeApi):
+    template = await create_template(fake_api, html="<img src='assets/logo.png'>{{ title }}")
+    uploaded = await fake_api.client.post(f"/templates/{template['uid']}/assets",
+                                          files={"file": ("logo.png", b"\x89PNG not really", "image/png")},
+                                          headers=fake_api.auth())
+    assert uploaded.status_code == 201, uploaded.text
+    accepted = await accept(fake_api, template["uid"], {"variableSets": [{"title": "x"}]})
+    await fake_api.drain()
+    assert (await results(fake_api, accepted["batchId"]))["status"] == "completed"
+    [call] = fake_api.renderer.calls
+    assert (call.asset_root / "assets" / "logo.png").read_bytes() == b"\x89PNG not really"
+    # The folder is this template's own (templates/<uid>), not a shared one.
+    assert template["uid"] in str(call.asset_root)

@@ -83,6 +83,16 @@ def prepare_stored(version: Any, engine: TemplateCompiler, asset_root: Path) -> 
     )
 
 
+def asset_folder_key(template_uid: str) -> str:
+    """The storage key of a stored template's folder: its document's relative URLs resolve against it."""
+    return f"templates/{template_uid}"
+
+
+def asset_key(template_uid: str, name: str) -> str:
+    """Where an uploaded asset is stored: the template's HTML uses it as ``assets/<name>``."""
+    return f"{asset_folder_key(template_uid)}/assets/{name}"
+
+
 class TemplateCache:
     """Prepared template versions by (template id, version), and compiled file-name patterns.
 

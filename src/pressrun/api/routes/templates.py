@@ -18,6 +18,7 @@ from pressrun.api.schemas import TemplateIn, TemplateOut, TemplateUpdate
 from pressrun.db import repo
 from pressrun.db.repo import ApiKey
 from pressrun.models import PdfOptions
+from pressrun.templating.prepared import asset_key
 
 router = APIRouter(tags=["templates"])
 
@@ -155,7 +156,7 @@ async def upload_assets(uid: str, request: Request, key: ApiKey = Depends(authen
                                      code="asset_too_large", field="file")
                 tmp.write(chunk)
         try:
-            await run_in_threadpool(service.storage.put_file, f"templates/{uid}/assets/{name}", Path(tmp.name))
+            await run_in_threadpool(service.storage.put_file, asset_key(uid, name), Path(tmp.name))
         finally:
             Path(tmp.name).unlink(missing_ok=True)
         await run_in_threadpool(repo.upsert_asset, service.db, row.id, name, ASSET_TYPES[suffix], size)

@@ -139,8 +139,10 @@ class ItemPipeline:
 
     async def document(self, row: TypedRow) -> str:
         """Steps 3-4: the document Chromium loads. Raises the row's error."""
-        html = await asyncio.to_thread(self.template.template.render, row.values, locale=self.locale)
-        return self.template.document(html)
+        def evaluate() -> str:  # in a worker thread: nothing that grows with a row's output runs on the event loop
+            return self.template.document(self.template.template.render(row.values, locale=self.locale))
+
+        return await asyncio.to_thread(evaluate)
 
     async def capture(self, document: str) -> RenderResult:
         """Step 5. Raises the row's error."""

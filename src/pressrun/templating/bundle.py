@@ -28,8 +28,9 @@ STYLESHEET_NAME = "style.css"
 MANIFEST_KEYS = {"name", "width", "height", "format", "quality", "scale", "locale", "pdf", "columns", "sample"}
 
 BASE_STYLE = "<style>html,body{margin:0;padding:0}</style>"
-HEAD_OPEN = re.compile(r"<head(\s[^>]*)?>", re.IGNORECASE)
-HTML_OPEN = re.compile(r"<html(\s[^>]*)?>", re.IGNORECASE)
+# Where a <head ...> / <html ...> start tag begins. The tag ends at the first ">" after it.
+HEAD_START = re.compile(r"<head[\s>]", re.IGNORECASE)
+HTML_START = re.compile(r"<html[\s>]", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -181,10 +182,22 @@ def build_document(body_html: str, *, stylesheet: bool, css: str | None = None) 
     head_extra = BASE_STYLE + ('<link rel="stylesheet" href="style.css">' if stylesheet else "")
     if css:  # templates stored by the API carry their CSS inline; the same for every row
         head_extra += f"<style>{css}</style>"
-    match = HEAD_OPEN.search(body_html)
-    if match:
-        return body_html[: match.end()] + head_extra + body_html[match.end() :]
-    match = HTML_OPEN.search(body_html)
-    if match:
-        return body_html[: match.end()] + f"<head>{head_extra}</head>" + body_html[match.end() :]
+    end = tag_end(HEAD_START, body_html)
+    if end is not None:
+        return body_html[:end] + head_extra + body_html[end:]
+    end = tag_end(HTML_START, body_html)
+    if end is not None:
+        return body_html[:end] + f"<head>{head_extra}</head>" + body_html[end:]
     return f'<!doctype html><html><head><meta charset="utf-8">{head_extra}</head><body>{body_html}</body></html>'
+
+
+def tag_end(start: re.Pattern[str], html: str) -> int | None:
+    """Where the first start tag found by ``start`` ends (after its ">"), or None. Linear in the
+    length of ``html``: a regex for the whole tag backtracks over every unclosed ``<head `` in turn,
+    and a row rendering ``'<head ' * 200000`` took minutes. Only the first candidate can be the answer:
+    a later tag's closing ">" would also close the first."""
+    found = start.search(html)
+    if found is None:
+        return None
+    close = html.find(">", found.start())
+    return None if close < 0 else close + 1

@@ -1,5 +1,6 @@
-"""Where webhooks may go. URLs that resolve to loopback, private, link-local (cloud metadata lives
-there), multicast, reserved or unspecified addresses are refused — at subscription time and again at
+"""Where webhooks may go. URLs that resolve to an address in :data:`BLOCKED_NETWORKS` (loopback,
+private, link-local where cloud metadata lives, carrier-grade NAT, multicast, reserved, documentation,
+NAT64 and 6to4 forms of IPv4, …) are refused — at subscription time and again at
 every delivery, since DNS can change in between (rebinding) — unless the operator allows private
 networks (``PRESSRUN_WEBHOOKS__ALLOW_PRIVATE_NETWORKS=true``)."""
 
@@ -21,21 +22,57 @@ class UnresolvedUrl(RefusedUrl):
     """The host does not resolve right now: refused when subscribing, retried when delivering."""
 
 
-def _check_address(address: str, host: str) -> None:
+# Every network a webhook may not reach, named: an explicit list (IANA's special-purpose registries),
+# not Python's is_private tables, which miss some (192.0.0.192, the 6to4 form of loopback).
+BLOCKED_NETWORKS: tuple[tuple[str, str], ...] = (
+    ("0.0.0.0/8", "'this network' (unspecified)"),
+    ("10.0.0.0/8", "private"),
+    ("100.64.0.0/10", "shared address space (carrier-grade NAT)"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local (cloud metadata)"),
+    ("172.16.0.0/12", "private"),
+    ("192.0.0.0/24", "IETF protocol assignments"),
+    ("192.0.2.0/24", "documentation"),
+    ("192.88.99.0/24", "6to4 relay anycast"),
+    ("192.168.0.0/16", "private"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved"),
+    ("::/8", "reserved (unspecified, loopback, IPv4-compatible)"),
+    ("64:ff9b::/96", "NAT64 (reaches IPv4 behind the gateway)"),
+    ("64:ff9b:1::/48", "local-use NAT64"),
+    ("100::/64", "discard-only"),
+    ("2001::/23", "IETF protocol assignments (Teredo, …)"),
+    ("2001:db8::/32", "documentation"),
+    ("2002::/16", "6to4 (an IPv4 address inside IPv6)"),
+    ("fc00::/7", "unique local (private)"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local"),
+    ("ff00::/8", "multicast"),
+)
+_BLOCKED = tuple((ipaddress.ip_network(network), kind) for network, kind in BLOCKED_NETWORKS)
+
+
+def blocked_kind(address: str) -> str | None:
+    """What kind of non-public address ``address`` is (an IPv4-mapped IPv6 address as its IPv4), or
+    None when a webhook may go there."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    kinds = [
-        ("loopback", ip.is_loopback), ("link-local (cloud metadata)", ip.is_link_local), ("private", ip.is_private),
-        ("multicast", ip.is_multicast), ("reserved", ip.is_reserved), ("unspecified", ip.is_unspecified),
-        ("shared address space", ip in ipaddress.ip_network("100.64.0.0/10")),
-    ]
-    for kind, hit in kinds:
-        if hit:
-            raise RefusedUrl(
-                f"{host} resolves to {ip}, a {kind} address; webhooks may only go to public addresses "
-                "(setting PRESSRUN_WEBHOOKS__ALLOW_PRIVATE_NETWORKS)"
-            )
+    hits = [(network.prefixlen, kind) for network, kind in _BLOCKED if ip.version == network.version and ip in network]
+    return max(hits)[1] if hits else None  # the most specific range names it (64:ff9b::/96 inside ::/8)
+
+
+def _check_address(address: str, host: str) -> None:
+    kind = blocked_kind(address)
+    if kind is not None:
+        shown = ipaddress.ip_address(address.split("%", 1)[0])
+        raise RefusedUrl(
+            f"{host} resolves to {shown}, a {kind} address; webhooks may only go to public addresses "
+            "(setting PRESSRUN_WEBHOOKS__ALLOW_PRIVATE_NETWORKS)"
+        )
 
 
 def check_syntax(url: str) -> tuple[str, int]:

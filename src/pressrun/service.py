@@ -131,11 +131,15 @@ class Service:
         """Migrate, start the renderer and the background loops. ``dispatch`` / ``deliver`` False: the
         dispatcher / webhook sender is driven by its caller in burst mode (``drain``, ``deliver_due``)."""
         await asyncio.to_thread(self.migrate)
-        # The embedded service is the only writer of its storage: whatever a crash left half-written
-        # goes now (the items it belonged to are re-queued by the dispatcher).
+        # The embedded service is the only writer of its storage and the only holder of Idempotency-Key
+        # claims: whatever a crash left half-written goes now (the items it belonged to are re-queued
+        # by the dispatcher), and so do the claims of requests it never answered.
         removed = await asyncio.to_thread(self.storage.remove_temporary_files)
         if removed:
             log.info("removed %d half-written files left by an earlier run", removed)
+        released = await asyncio.to_thread(repo.idempotency_release_claims, self.db)
+        if released:
+            log.info("released %d Idempotency-Key claims of requests an earlier run did not answer", released)
         await self.renderer.start()
         self.browser_ready = True
         if dispatch:

@@ -204,3 +204,18 @@ async def test_a_stored_templates_assets_are_where_its_renders_load_from(fake_ap
     assert (call.asset_root / "assets" / "logo.png").read_bytes() == b"\x89PNG not really"
     # The folder is this template's own (templates/<uid>), not a shared one.
     assert template["uid"] in str(call.asset_root)
+
+
+async def test_a_restart_releases_idempotency_claims_a_crash_left(fake_api: FakeApi):
+    """kill -9 mid-request left the key claimed: retries heard 409 idempotency_in_progress for 24 h."""
+    from datetime import timedelta
+
+    from pressrun.rendering.fake import FakeRenderer
+    from pressrun.service import Service
+
+    db = fake_api.service.db
+    assert repo.idempotency_begin(db, repo.hash_key(fake_api.key_a), "order-7", "hash", timedelta(hours=1)) is None
+    restarted = Service(fake_api.service.settings, db=db, storage=fake_api.storage, renderer=FakeRenderer())
+    await restarted.start(dispatch=False, deliver=False)
+    await restarted.stop()
+    assert repo.idempotency_begin(db, repo.hash_key(fake_api.key_a), "order-7", "hash", timedelta(hours=1)) is None

@@ -77,6 +77,8 @@ def test_records_expire_after_the_ttl(db):
     assert repo.idempotency_begin(db, KEY, "old", "req-1", TTL) is None
     repo.idempotency_finish(db, KEY, "old", 201, "application/json", b"{}")
     assert repo.idempotency_begin(db, KEY, "young", "req-1", TTL) is None
+    # Answered, so kept for the TTL (an unanswered claim this old would be past its lease).
+    repo.idempotency_finish(db, KEY, "young", 200, "application/json", b"{}")
     backdate_idempotency(db, "old", TTL + timedelta(minutes=1))
     backdate_idempotency(db, "young", TTL - timedelta(minutes=1))
 
@@ -170,3 +172,24 @@ def test_expired_outputs_pages_with_limit(db, make):
         rounds += 1
         assert rounds < 10
     assert len(seen_items) == 12 and len(seen_files) == 5 and rounds == 3
+
+
+def test_claims_a_crash_left_are_released_at_start_up_and_answers_are_kept(db):
+    assert repo.idempotency_begin(db, KEY, "cut-off", "req-1", TTL) is None  # the process dies here
+    assert repo.idempotency_begin(db, KEY, "answered", "req-2", TTL) is None
+    repo.idempotency_finish(db, KEY, "answered", 201, "application/json", b"{}")
+
+    assert repo.idempotency_release_claims(db) == 1
+    assert repo.idempotency_begin(db, KEY, "cut-off", "req-1", TTL) is None  # the retry runs
+    assert repo.idempotency_begin(db, KEY, "answered", "req-2", TTL).status_code == 201  # still replayed
+
+
+def test_a_claim_older_than_its_lease_is_abandoned(db):
+    from pressrun.db.repo.idempotency import CLAIM_LEASE
+    from pressrun.db.schema import idempotency_keys
+
+    assert repo.idempotency_begin(db, KEY, "stale", "req-1", TTL) is None
+    with db.begin() as conn:
+        conn.execute(idempotency_keys.update().values(created_at=repo.now() - CLAIM_LEASE - timedelta(seconds=1)))
+    assert repo.idempotency_begin(db, KEY, "stale", "req-2", TTL) is None  # taken over, not 409 for a day
+    assert repo.idempotency_begin(db, KEY, "stale", "req-2", TTL).request_hash == "req-2"

@@ -45,7 +45,12 @@ from pressrun.db.repo.dispatch import (
     requeue_abandoned,
 )
 from pressrun.db.repo.files import expired_outputs, mark_expired, record_file
-from pressrun.db.repo.idempotency import idempotency_abandon, idempotency_begin, idempotency_finish
+from pressrun.db.repo.idempotency import (
+    idempotency_abandon,
+    idempotency_begin,
+    idempotency_finish,
+    idempotency_release_claims,
+)
 from pressrun.db.repo.keys import (
     KEY_PREFIX,
     ApiKey,
@@ -113,7 +118,7 @@ __all__ = [
     # files and retention
     "expired_outputs", "mark_expired", "record_file",
     # idempotency
-    "idempotency_abandon", "idempotency_begin", "idempotency_finish",
+    "idempotency_abandon", "idempotency_begin", "idempotency_finish", "idempotency_release_claims",
     # webhooks
     "DeliveryInFlight", "Target", "batch_secret", "claim_due", "create_subscription", "delete_subscription",
     "ensure_batch_secret", "fail_without_attempt", "get_subscription", "list_deliveries", "list_subscriptions",

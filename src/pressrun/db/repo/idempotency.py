@@ -12,6 +12,10 @@ from sqlalchemy.exc import IntegrityError
 from pressrun.db.repo.common import now
 from pressrun.db.schema import idempotency_keys
 
+# A claim whose request has not answered after this long is abandoned (its process died): the key
+# may be claimed again. No request runs this long; a restart releases claims at once (release_claims).
+CLAIM_LEASE = timedelta(minutes=15)
+
 
 def idempotency_begin(engine: Engine, key_hash: str, idem_key: str, request_hash: str,
                       ttl: timedelta) -> Row | None:
@@ -20,7 +24,10 @@ def idempotency_begin(engine: Engine, key_hash: str, idem_key: str, request_hash
     for attempt in range(2):
         try:
             with engine.begin() as conn:
-                conn.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < now() - ttl))
+                stamp = now()
+                conn.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < stamp - ttl))
+                conn.execute(delete(idempotency_keys).where(idempotency_keys.c.status_code.is_(None),
+                                                            idempotency_keys.c.created_at < stamp - CLAIM_LEASE))
                 existing = conn.execute(
                     select(idempotency_keys).where(idempotency_keys.c.key_hash == key_hash,
                                                    idempotency_keys.c.idem_key == idem_key)
@@ -53,3 +60,10 @@ def idempotency_abandon(engine: Engine, key_hash: str, idem_key: str) -> None:
         conn.execute(delete(idempotency_keys).where(idempotency_keys.c.key_hash == key_hash,
                                                     idempotency_keys.c.idem_key == idem_key,
                                                     idempotency_keys.c.status_code.is_(None)))
+
+
+def idempotency_release_claims(engine: Engine) -> int:
+    """At start-up of the only server: claims of requests a crash cut off are given up, so a client's
+    retry with the same key runs instead of hearing 409 idempotency_in_progress until the TTL."""
+    with engine.begin() as conn:
+        return conn.execute(delete(idempotency_keys).where(idempotency_keys.c.status_code.is_(None))).rowcount

@@ -219,3 +219,16 @@ async def test_a_restart_releases_idempotency_claims_a_crash_left(fake_api: Fake
     await restarted.start(dispatch=False, deliver=False)
     await restarted.stop()
     assert repo.idempotency_begin(db, repo.hash_key(fake_api.key_a), "order-7", "hash", timedelta(hours=1)) is None
+
+
+async def test_ready_says_what_failed_but_not_why_to_anyone_without_a_key(fake_api: FakeApi, monkeypatch, caplog):
+    def broken() -> None:
+        raise OSError(13, "Permission denied: '/srv/secret/pressrun/files/.probe'")
+
+    monkeypatch.setattr(fake_api.storage, "check", broken)
+    fake_api.renderer.unavailable = True
+    response = await fake_api.client.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "ok", "storage": "failed (see the server log)",
+                                         "browser": "failed: Chromium is not running"}
+    assert "/srv/secret" not in response.text and "/srv/secret" in caplog.text

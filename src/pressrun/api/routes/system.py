@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,6 +15,7 @@ from pressrun.api.problems import ApiProblem
 from pressrun.errors import PressrunError
 
 router = APIRouter(tags=["system"])
+log = logging.getLogger(__name__)
 
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp",
                "gif": "image/gif", "pdf": "application/pdf"}
@@ -52,8 +54,10 @@ async def ready(request: Request) -> Any:
         try:
             await run_in_threadpool(check)
             checks[name] = "ok"
-        except Exception as exc:  # noqa: BLE001 - readiness reports any failure, whatever its kind
-            checks[name] = f"failed: {exc}"
+        except Exception:  # noqa: BLE001 - readiness reports any failure, whatever its kind
+            # /ready answers without a key: the reason (paths, hosts, driver messages) goes to the log only.
+            log.exception("readiness check %r failed", name)
+            checks[name] = "failed (see the server log)"
     checks["browser"] = "ok" if service.renderer.is_connected() else "failed: Chromium is not running"
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)

@@ -6,8 +6,10 @@ The real-socket cases (pinning to the checked address, a slow receiver) are in t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,3 +198,44 @@ async def test_the_address_policy_runs_before_an_injected_transport(db: Engine, 
     assert delivery.status == ("succeeded" if sent else "failed")
     if error is not None:
         assert error in delivery.last_error
+
+
+async def test_the_receivers_reply_body_is_never_read_and_asked_for_uncompressed(db: Engine) -> None:
+    """A receiver's 1.5 MB gzip reply expanding to 1.5 GB took the server to 3 GB: the answer is the
+    status code alone. Here the reply claims gzip and would stream 1 GiB if anyone read it."""
+    subscription = subscribe_and_emit(db)
+    produced = []
+
+    async def endless():
+        for _ in range(1 << 14):  # 1 GiB in 64 KiB chunks, made only as they are read
+            produced.append(1)
+            yield b"\x00" * 65536
+
+    receiver = Receiver([httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=endless())])
+    assert await receiver.sender(db).deliver_due() == 1
+    [request] = receiver.requests
+    assert request.headers["Accept-Encoding"] == "identity"
+    assert len(produced) <= 1
+    delivery, _ = delivery_log(db, subscription)
+    assert delivery.status == "succeeded"
+
+
+async def test_a_receiver_that_drips_its_answer_meets_one_deadline_for_the_whole_attempt(db: Engine) -> None:
+    """httpx's timeouts are per phase: a byte every half second never trips a 1 s read timeout. The
+    attempt has one deadline (timeout_s) and is retried like any timeout."""
+    subscription = subscribe_and_emit(db)
+
+    class Dripping(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            for _ in range(60):  # bounded: 30 s at most if the deadline did not hold
+                await asyncio.sleep(0.5)
+            return httpx.Response(200)
+
+    sender = WebhookSender(db, SETTINGS, transport=Dripping())
+    started = time.monotonic()
+    assert await sender.deliver_due() == 1
+    assert time.monotonic() - started < SETTINGS.timeout_s + 2
+    delivery, attempts = delivery_log(db, subscription)
+    assert [(a.status_code, a.error) for a in attempts] == [(None, "timed out after 1 s")]
+    assert delivery.status == "pending"  # to be tried again
+

@@ -27,8 +27,10 @@ dispatcher). :func:`error_body` turns any of them into the one dict shape that i
     │   ├── ScriptError                script_error              (a template script threw; JavaScript mode)
     │   ├── RenderTimeoutError         render_timeout            (Chromium did not finish in time)
     │   ├── EmptyOutputError           empty_output              (Chromium returned an empty capture)
-    │   └── RenderCrashError           render_crashed   retryable (browser or page crashed mid-render)
+    │   ├── RenderCrashError           render_crashed   retryable (browser or page crashed mid-render)
+    │   └── OutputRefusedError         output_refused            (storage refused this one file: too large for it…)
     ├── BrowserUnavailableError        browser_unavailable 503   Chromium cannot be found or started
+    ├── TemplateEngineUnavailableError template_engine_unavailable 503  the template processes cannot be started or reached
     ├── OutputError                    output_error        500   an output file cannot be written (disk full, permissions)
     ├── NotFoundError                  not_found           404   no such resource
     ├── LinkExpiredError               link_expired        410   a signed file link past its expiry
@@ -145,8 +147,24 @@ class RenderCrashError(RowError):
     retryable = True
 
 
+class OutputRefusedError(RowError):
+    """Storage refused this row's file while it still takes others (too large for the file system, a
+    name it cannot hold): the row fails. A storage that takes nothing (full, read-only) is an OutputError."""
+
+    code = "output_refused"
+    http_status = 507
+
+
 class BrowserUnavailableError(PressrunError):
     code = "browser_unavailable"
+    http_status = 503
+
+
+class TemplateEngineUnavailableError(PressrunError):
+    """The machine cannot run templates right now (no process can be started, none became free): not
+    the row's fault, so a run stops and a server puts the item back (pressrun.pipeline)."""
+
+    code = "template_engine_unavailable"
     http_status = 503
 
 

@@ -26,6 +26,7 @@ response body (API).
 - an unexpected exception (a bug) also **fails the row**, as ``internal_error`` with the exception's
   type name only (logged with its traceback): one bug must not cost the other 49,999 rows;
 - an error of the machine, not the row (:class:`BrowserUnavailableError`: Chromium cannot be started;
+  :class:`TemplateEngineUnavailableError`: no template process can be started or became free;
   :class:`OutputError`: the output cannot be written, a full disk; :class:`ConfigError`) **stops**:
   every later row would fail the same way. It is raised out of the pipeline: the CLI stops the run
   (exit 2); the dispatcher puts the item back in the queue and pauses, so nothing accepted is lost.
@@ -41,7 +42,14 @@ from dataclasses import dataclass, replace
 from html import unescape
 from typing import TYPE_CHECKING, Any
 
-from pressrun.errors import BrowserUnavailableError, ConfigError, OutputError, PressrunError, error_body
+from pressrun.errors import (
+    BrowserUnavailableError,
+    ConfigError,
+    OutputError,
+    PressrunError,
+    TemplateEngineUnavailableError,
+    error_body,
+)
 from pressrun.models import OutputFormat, RenderOptions, RenderResult
 from pressrun.templating.prepared import PreparedTemplate, RowTemplate
 
@@ -58,7 +66,9 @@ class Disposition(enum.StrEnum):
     STOP = "stop"  # the run cannot go on: raise to the caller
 
 
-STOPPING_ERRORS: tuple[type[PressrunError], ...] = (BrowserUnavailableError, OutputError, ConfigError)
+STOPPING_ERRORS: tuple[type[PressrunError], ...] = (
+    BrowserUnavailableError, TemplateEngineUnavailableError, OutputError, ConfigError,
+)
 
 
 def disposition(exc: BaseException) -> Disposition:

@@ -137,8 +137,9 @@ async def render_all(spec: RunSpec, pipeline: ItemPipeline, total: int, concurre
                 errors_file = errors_path.open("a", encoding="utf-8")
                 report.errors_path = errors_path
             entry = {"row": row.number, **failure.body()}
-            if row.line is not None:
-                entry.setdefault("line", row.line)  # where to look in the data file
+            if row.line is not None:  # where to look in the data file
+                entry.setdefault("line", row.line)
+                entry.setdefault("file", spec.rows.path.name)
             errors_file.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
             errors_file.flush()
         report.failed += 1

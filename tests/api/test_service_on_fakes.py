@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import os
 import zipfile
 
 from pypdf import PdfReader
@@ -232,3 +233,40 @@ async def test_ready_says_what_failed_but_not_why_to_anyone_without_a_key(fake_a
     assert response.json()["checks"] == {"database": "ok", "storage": "failed (see the server log)",
                                          "browser": "failed: Chromium is not running"}
     assert "/srv/secret" not in response.text and "/srv/secret" in caplog.text
+
+
+def refuse_one(api: FakeApi, monkeypatch, key_suffix: str, code: int) -> None:
+    put = api.storage.put
+
+    def refusing(key: str, data: bytes) -> None:
+        if key.endswith(key_suffix):
+            raise OSError(code, os.strerror(code))
+        put(key, data)
+
+    monkeypatch.setattr(api.storage, "put", refusing)
+
+
+async def test_a_file_the_storage_refuses_alone_fails_its_item_only(fake_api: FakeApi, monkeypatch):
+    """Found in review: every OSError was taken for a full disk, so one file too large for the file
+    system came back first in the queue on every round and paused dispatch for every tenant."""
+    template = await create_template(fake_api)
+    accepted = await accept(fake_api, template["uid"], {"variableSets": [{"title": str(i)} for i in range(4)]})
+    refuse_one(fake_api, monkeypatch, "/1.png", errno.EFBIG)
+    await fake_api.drain()
+    done = await results(fake_api, accepted["batchId"])
+    assert done["status"] == "partial"
+    assert [r["status"] for r in done["results"]] == ["completed", "failed", "completed", "completed"]
+    assert done["results"][1]["error"]["code"] == "output_refused"
+
+
+async def test_a_full_disk_for_one_item_while_others_fit_fails_it_after_a_few_tries(fake_api: FakeApi, monkeypatch):
+    template = await create_template(fake_api)
+    accepted = await accept(fake_api, template["uid"], {"variableSets": [{"title": str(i)} for i in range(8)]})
+    refuse_one(fake_api, monkeypatch, "/0.png", errno.ENOSPC)  # a huge file: no room for it, room for others
+    for _ in range(12):  # bounded: each drain is a claim round after a pause
+        if not (await results(fake_api, accepted["batchId"]))["pendingCount"]:
+            break
+        await fake_api.drain()
+    done = await results(fake_api, accepted["batchId"])
+    assert done["status"] == "partial" and done["completedCount"] == 7
+    assert done["results"][0]["error"]["code"] == "output_error"

@@ -88,3 +88,28 @@ async def test_an_output_that_cannot_be_written_stops_the_run_naming_the_file(te
         await run(template, data, out, FakeRenderer(concurrency=2))
     assert str(out) in caught.value.message
     assert not (out / ERRORS_FILE).exists()
+
+
+async def test_template_processes_that_cannot_start_stop_the_run(template, tmp_path, monkeypatch):
+    """Found in review: the engine's own failures were plain PressrunErrors, so a machine that could not
+    fork failed every row as internal_error and went on to the last one."""
+    from pressrun.errors import TemplateEngineUnavailableError
+    from pressrun.templating.isolation import ProcessPool
+
+    def cannot_fork(self):
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(ProcessPool, "_spawn", cannot_fork)
+    monkeypatch.setattr(ProcessPool, "warm", lambda self: None)
+    data = write_csv(tmp_path / "rows.csv", [[str(i), ""] for i in range(50)])
+    renderer = FakeRenderer(concurrency=2)
+    with pytest.raises(TemplateEngineUnavailableError, match="could not start a template process"):
+        await run(template, data, tmp_path / "out", renderer)
+    assert renderer.calls == [] and not (tmp_path / "out" / ERRORS_FILE).exists()
+
+
+async def test_failed_rows_name_the_data_file(template, tmp_path):
+    data = write_csv(tmp_path / "prices.csv", [["abc", ""]])
+    await run(template, data, tmp_path / "out", FakeRenderer(concurrency=2))
+    [error] = [json.loads(line) for line in (tmp_path / "out" / ERRORS_FILE).read_text().splitlines()]
+    assert (error["row"], error["line"], error["file"], error["code"]) == (1, 2, "prices.csv", "invalid_value")

@@ -13,6 +13,7 @@ from pressrun.errors import (
     PressrunError,
     RenderTimeoutError,
     RowError,
+    TemplateEngineUnavailableError,
     TemplateError,
     UsageError,
 )
@@ -34,7 +35,8 @@ def test_every_row_error_fails_its_row(error_class):
     assert failed.body() == {"code": error_class.code, "message": "bad row", "variable": "name"}
 
 
-@pytest.mark.parametrize("error_class", [BrowserUnavailableError, OutputError, ConfigError])
+@pytest.mark.parametrize("error_class", [BrowserUnavailableError, TemplateEngineUnavailableError, OutputError,
+                                         ConfigError])
 def test_errors_of_the_machine_stop_the_run(error_class):
     error = error_class("no way on")
     assert disposition(error) is Disposition.STOP
@@ -61,6 +63,6 @@ def test_every_error_class_has_a_disposition():
     stopping = {cls for cls in vars(errors).values()
                 if isinstance(cls, type) and issubclass(cls, PressrunError)
                 and disposition(cls("x")) is Disposition.STOP}
-    assert stopping == {BrowserUnavailableError, OutputError, ConfigError}
+    assert stopping == {BrowserUnavailableError, TemplateEngineUnavailableError, OutputError, ConfigError}
     assert disposition(MissingVariableError("x")) is Disposition.FAIL_ROW
     assert disposition(RenderTimeoutError("x")) is Disposition.FAIL_ROW

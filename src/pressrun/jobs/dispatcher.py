@@ -18,6 +18,7 @@ capacity is shared between batches in turn, so a 50,000-item batch cannot starve
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 from collections import defaultdict
@@ -28,7 +29,7 @@ from sqlalchemy import Engine
 
 from pressrun.background import cancel_and_wait, nap
 from pressrun.db import repo
-from pressrun.errors import OutputError
+from pressrun.errors import OutputError, OutputRefusedError
 from pressrun.models import ItemStatus, OutputFormat
 from pressrun.options import stored_batch_options
 from pressrun.pipeline import Disposition, Failed, ItemPipeline, Rendered, disposition, failure
@@ -64,12 +65,23 @@ def failed_outcome(failed: Failed) -> dict[str, Any]:
     return {"status": ItemStatus.FAILED, **repo.error_columns(failed.error)}
 
 
+# Errors that mean the storage takes nothing now (full, over quota, read-only, failing, not ours to
+# write): dispatch stops and the item goes back. Any other OSError is about this one file.
+STORAGE_DOWN = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM})
+# An item the storage refused this many times while it stored others is the item's fault, not the disk's.
+MAX_STORE_ATTEMPTS = 5
+
+
 def store_output(storage: Storage, key: str, data: bytes) -> None:
-    """Write an item's file; a storage that cannot take it (a full disk) stops dispatch, not the item."""
+    """Write an item's file. A storage that takes nothing (a full disk) stops dispatch; one that refuses
+    only this file fails the item."""
     try:
         storage.put(key, data)
     except OSError as exc:
-        raise OutputError(f"cannot store {key}: {exc.strerror or exc}", file=key) from exc
+        reason = f"cannot store {key} ({len(data):,} bytes): {exc.strerror or exc}"
+        if exc.errno in STORAGE_DOWN:
+            raise OutputError(reason, file=key) from exc
+        raise OutputRefusedError(reason, file=key) from exc
 
 
 BatchFinished = Callable[[int, str], Awaitable[None]]
@@ -98,6 +110,8 @@ class Dispatcher:
         self._paused_until = 0.0
         self.pause_s = UNAVAILABLE_BACKOFF_S  # how long dispatch waits after an error that stops it
         self._stops = 0  # how many times it did
+        self._stored = 0  # items stored so far, and when storage first refused an item (by item id)
+        self._refusals: dict[int, int] = {}
         # Claim in chunks of about a page's worth, not one item per completion: fewer transactions.
         self.claim_chunk = max(1, renderer.concurrency)
         self._outcomes: list[tuple[int, int, dict[str, Any], asyncio.Future[str | None]]] = []
@@ -250,14 +264,27 @@ class Dispatcher:
                 return failed_outcome(outcome)
             key = output_key(batch.uid, item.idx, pipeline.options.format)
             await asyncio.to_thread(store_output, self.storage, key, outcome.result.data)
+            self._stored += 1
             return completed_outcome(key, outcome)
         except Exception as exc:
+            if isinstance(exc, OutputError) and self._refused_for_itself(item):
+                return failed_outcome(Failed(exc))
             if disposition(exc) is Disposition.STOP:
                 log.error("%s; pausing for %.1f s", exc, self.pause_s)
                 self._paused_until = asyncio.get_running_loop().time() + self.pause_s
                 self._stops += 1
                 return None
             return failed_outcome(failure(exc))  # the template version is missing, a bad stored option…
+
+    def _refused_for_itself(self, item: Any) -> bool:
+        """Whether storage keeps refusing this item while it takes others: then the item fails, rather
+        than coming back first in the queue and pausing dispatch for everyone forever. A storage that
+        takes nothing (a full disk) stores no other item meanwhile, so its items wait, however long."""
+        first = self._refusals.setdefault(item.id, self._stored)
+        if self._stored > first and item.attempts >= MAX_STORE_ATTEMPTS:
+            del self._refusals[item.id]
+            return True
+        return False
 
     async def _pipeline(self, batch: Any) -> ItemPipeline:
         """The batch's pipeline: its pinned template version with the options it was accepted with."""

@@ -8,7 +8,7 @@ relative paths like ``batches/<uid>/0.png``, validated the same way by every bac
 ``path()`` is the one local-filesystem notion on the role. It exists because three callers hand a file
 or folder to something that reads the disk itself:
 
-- ``jobs.dispatcher.asset_root``: a template's asset folder (``templates/<uid>``), which Chromium loads
+- ``Service.asset_root``: a template's asset folder (``templates/<uid>``), which Chromium loads
   images and fonts from;
 - ``api.routes.system.signed_file``: a signed download, streamed by Starlette's ``FileResponse``;
 - ``api.routes.batches``: the files of a batch's ZIP archive, read by ``jobs.archive``.

@@ -50,9 +50,9 @@ from typing import Any
 from pressrun import errors
 from pressrun.errors import (
     InvalidValueError,
-    PressrunError,
     RowError,
     TemplateCrashError,
+    TemplateEngineUnavailableError,
     TemplateTimeoutError,
     UsageError,
 )
@@ -202,7 +202,7 @@ class ProcessPool:
             if not reply.get("uncompiled"):
                 return reply
             child.compiled.discard(template.key)  # the child dropped it from its cache: send it again
-        raise PressrunError("a template process keeps dropping the template it is given")
+        raise TemplateEngineUnavailableError("a template process keeps dropping the template it is given")
 
     def confinement(self) -> list[dict[str, Any]]:
         """What each live child that has answered reports of its confinement (diagnostics, tests)."""
@@ -221,7 +221,7 @@ class ProcessPool:
         deadline = time.monotonic() + WAIT_FOR_CHILD_S
         with self._changed:
             if self._closed:  # e.g. a worker thread still on its way in after the run stopped
-                raise PressrunError("the template processes are closed")
+                raise TemplateEngineUnavailableError("the template processes are closed")
             while True:
                 while self._idle:
                     child = self._idle.pop()
@@ -233,14 +233,14 @@ class ProcessPool:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._changed.wait(remaining):
-                    raise PressrunError(f"no template process became free within {WAIT_FOR_CHILD_S:g} s")
+                    raise TemplateEngineUnavailableError(f"no template process became free within {WAIT_FOR_CHILD_S:g} s")
         try:
             return self._spawn()
         except OSError as exc:
             with self._changed:
                 self._count -= 1
                 self._changed.notify()
-            raise PressrunError(f"could not start a template process: {exc}") from exc
+            raise TemplateEngineUnavailableError(f"could not start a template process: {exc}") from exc
 
     def _release(self, child: Child, healthy: bool) -> None:
         with self._changed:

@@ -270,3 +270,24 @@ async def test_a_full_disk_for_one_item_while_others_fit_fails_it_after_a_few_tr
     done = await results(fake_api, accepted["batchId"])
     assert done["status"] == "partial" and done["completedCount"] == 7
     assert done["results"][0]["error"]["code"] == "output_error"
+
+
+async def test_a_chunked_json_body_past_the_limit_is_413_not_malformed_json(fake_api: FakeApi, monkeypatch):
+    import httpx
+
+    from pressrun.api import create_app
+
+    monkeypatch.setattr(fake_api.service.settings.api, "max_body_mb", 1)
+    app = create_app(fake_api.service, manage_service=False)
+
+    async def chunks():  # no Content-Length: only counting while reading can catch it
+        yield b'{"name": "t", "html": "'
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b'"}'
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pressrun.test") as client:
+        response = await client.post("/templates", content=chunks(),
+                                     headers={**fake_api.auth(), "Content-Type": "application/json"})
+    body = assert_problem(response, 413, "body_too_large")
+    assert body["limitBytes"] == 2**20 and "PRESSRUN_API__MAX_BODY_MB" in body["detail"]

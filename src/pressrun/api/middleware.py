@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pressrun.api.auth import authenticate
-from pressrun.api.problems import ApiProblem, problem
+from pressrun.api.problems import ApiProblem, BodyTooLarge, body_too_large, problem
 from pressrun.db import repo
 
 
@@ -59,7 +59,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         try:
@@ -68,14 +68,7 @@ class BodyLimit:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        mib = self.max_bytes / 2**20
-        response = problem(413, f"the request body is larger than {mib:g} MiB (setting PRESSRUN_API__MAX_BODY_MB)",
-                           code="body_too_large", limitBytes=self.max_bytes)
-        await response(scope, receive, send)
-
-
-class BodyTooLarge(Exception):
-    pass
+        await body_too_large(self.max_bytes)(scope, receive, send)
 
 
 class Idempotency:

@@ -41,6 +41,19 @@ def problem(status: int, detail: str, *, code: str | None = None, headers: dict[
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+class BodyTooLarge(Exception):
+    """A request body grew past the limit while it was being read (pressrun.api.middleware.BodyLimit)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"the request body is larger than {max_bytes} bytes")
+        self.max_bytes = max_bytes
+
+
+def body_too_large(max_bytes: int) -> JSONResponse:
+    return problem(413, f"the request body is larger than {max_bytes / 2**20:g} MiB (setting PRESSRUN_API__MAX_BODY_MB)",
+                   code="body_too_large", limitBytes=max_bytes)
+
+
 class ApiProblem(Exception):
     """Raise from a route for a problem response with a specific status and code."""
 
@@ -134,6 +147,9 @@ def install(app: FastAPI, authenticate_first: KeyCheck = no_key_check) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == PARSE_FAILED and isinstance(exc.__cause__, BodyTooLarge):
+            # A chunked body with no Content-Length outgrew the limit while FastAPI read it as JSON.
+            return body_too_large(exc.__cause__.max_bytes)
         if exc.status_code == 400 and exc.detail == PARSE_FAILED:
             # json.loads failed with something other than a JSONDecodeError: not UTF-8, nested
             # deeper than the parser's recursion limit, an integer literal over 4300 digits.

@@ -291,3 +291,15 @@ async def test_a_chunked_json_body_past_the_limit_is_413_not_malformed_json(fake
                                      headers={**fake_api.auth(), "Content-Type": "application/json"})
     body = assert_problem(response, 413, "body_too_large")
     assert body["limitBytes"] == 2**20 and "PRESSRUN_API__MAX_BODY_MB" in body["detail"]
+
+
+async def test_a_jsonl_upload_with_an_unreadable_line_fails_that_item_only(fake_api: FakeApi):
+    template = await create_template(fake_api)
+    data = '{"title": "a"}\n{"title": ' + "9" * 5000 + '}\n{"title": "c"}\n'
+    response = await fake_api.client.post(f"/templates/{template['uid']}/batch-render", content=data.encode(),
+                                          headers={**fake_api.auth(), "Content-Type": "application/x-ndjson"})
+    assert response.status_code == 202, response.text  # was a 500, or "no data rows" in a later row
+    await fake_api.drain()
+    done = await results(fake_api, response.json()["batchId"])
+    assert [r["status"] for r in done["results"]] == ["completed", "failed", "completed"]
+    assert done["results"][1]["error"]["code"] == "invalid_value" and done["results"][1]["error"]["line"] == 2

@@ -514,3 +514,21 @@ def test_xlsx_midnight_in_a_date_formatted_cell_is_a_date(tmp_path: Path) -> Non
     values = rows(open_rows(tmp_path / "data.xlsx"))[0].values
     assert values == {"day": dt.date(2024, 3, 5), "stamp": dt.datetime(2024, 3, 5), "plain": dt.datetime(2024, 3, 5, 9, 30)}
     assert type(values["day"]) is dt.date
+
+
+def test_jsonl_lines_the_decoder_will_not_read_fail_their_own_row(tmp_path):
+    """A >4,300-digit number or 100,000-deep nesting raised out of the reader (a 500 from the API, or
+    "no data rows" when it was a later row): each is its own row's error, with its line."""
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n{"a": ' + "9" * 5000 + "}\n" + '{"a": ' + "[" * 100_000 + "]" * 100_000 + '}\n{"a": 4}\n')
+    rows = list(open_rows(path))
+    assert [row.values for row in rows if row.error is None] == [{"a": 1}, {"a": 4}]
+    assert [(row.number, row.line) for row in rows if row.error] == [(2, 2), (3, 3)]
+    assert "more digits" in rows[1].error.message and "nested too deeply" in rows[2].error.message
+
+
+def test_a_json_array_with_an_unreadable_element_is_a_data_error_naming_the_line(tmp_path):
+    path = tmp_path / "rows.json"
+    path.write_text('[{"a": 1},\n {"a": ' + "9" * 5000 + "}]")
+    with pytest.raises(DataError, match="more digits"):
+        list(open_rows(path))

@@ -69,10 +69,10 @@ def test_too_large_batch_writes_nothing(db, make, n):
     assert repo.count_open_batches(db, ws.id) == 0
 
 
-def test_empty_batch_is_a_value_error_and_writes_nothing(db, make):
+def test_empty_batch_is_refused_and_writes_nothing(db, make):
     ws = make.workspace()
     tpl = make.template(ws)
-    with pytest.raises(ValueError):
+    with pytest.raises(repo.EmptyBatch):
         repo.create_batch(db, make.batch_options(ws, tpl), iter([]), 10)
     assert batch_count(db) == 0 and item_count(db) == 0
 

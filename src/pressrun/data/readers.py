@@ -295,6 +295,8 @@ class _JsonWindow:
                 if self.eof or not truncated:
                     line = self.line + self.buf.count("\n", self.pos, exc.pos)
                     raise _at(self.label, line, f"not valid JSON ({exc.msg})") from exc
+            except (ValueError, RecursionError) as exc:  # valid JSON, but more than the decoder reads
+                raise _at(self.label, self.line, f"not readable JSON ({unreadable_json(exc)})") from exc
             if len(self.buf) - self.pos > _MAX_ELEMENT_CHARS:
                 raise _at(self.label, self.line, f"a row is larger than {_MAX_ELEMENT_CHARS} characters")
             self._more(len(self.buf) - self.pos)
@@ -352,11 +354,21 @@ def _jsonl_rows(source: RowSource) -> Iterator[Row]:
             number += 1
             try:
                 value = json.loads(content)
-            except json.JSONDecodeError as exc:
-                why = f"row {number} (line {line}) is not valid JSON: {exc.msg} at column {exc.colno}"
+            except (ValueError, RecursionError) as exc:  # one bad line fails its row, whatever the reason
+                why = f"row {number} (line {line}) is not valid JSON: {unreadable_json(exc)}"
                 yield Row(number, {}, InvalidValueError(why, row=number, line=line, file=label), line)
             else:
                 yield _json_row(value, number, line, label)
+
+
+def unreadable_json(exc: ValueError | RecursionError) -> str:
+    """Why Python's JSON decoder gave up, in a reader's terms (it also raises for what is valid JSON
+    but more than it will read: a number past 4,300 digits, nesting past the recursion limit)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at column {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return "a number with more digits than pressrun reads (4,300)" if "digits" in str(exc) else str(exc)[:200]
 
 
 # --- XLSX --------------------------------------------------------------------------------------------

@@ -196,7 +196,7 @@ async def batch_render(uid: str, request: Request, key: ApiKey = Depends(authent
             raise too_many_batches(exc.open_batches, key.plan, exc.limit) from exc
         except BatchTooLarge as exc:
             raise too_large(exc.limit, key.plan, None) from exc
-        except ValueError as exc:
+        except repo.EmptyBatch as exc:
             raise ApiProblem(422, "the uploaded file has no data rows", code="empty_batch") from exc
         except DataError as exc:
             raise ApiProblem(422, exc.message.replace(upload.name if upload else "", "the uploaded file"),

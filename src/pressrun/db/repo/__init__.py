@@ -20,6 +20,7 @@ One module per subject, all re-exported here (``from pressrun.db import repo; re
 
 from pressrun.db.repo.batches import (
     BatchTooLarge,
+    EmptyBatch,
     TooManyOpenBatches,
     batch_by_id,
     batch_with_template_uid,
@@ -108,7 +109,7 @@ __all__ = [
     "VERSION_FIELDS", "create_template", "delete_template", "find_template_by_name", "get_template", "list_assets",
     "list_templates", "template_version_by_id", "update_template", "upsert_asset",
     # batches (the API's side)
-    "BatchTooLarge", "TooManyOpenBatches", "batch_by_id", "batch_with_template_uid", "cancel_batch",
+    "BatchTooLarge", "EmptyBatch", "TooManyOpenBatches", "batch_by_id", "batch_with_template_uid", "cancel_batch",
     "count_open_batches", "create_batch", "get_batch", "item_counts", "item_with_batch", "items_page", "iter_items",
     "list_batches", "list_items", "retry_failed",
     # dispatch (the dispatcher's side)

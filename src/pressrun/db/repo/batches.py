@@ -26,6 +26,10 @@ class TooManyOpenBatches(Exception):
         self.open_batches, self.limit = open_batches, limit
 
 
+class EmptyBatch(Exception):
+    """The rows held no data row at all (nothing is written)."""
+
+
 class BatchTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"more than {limit} items")
@@ -53,7 +57,7 @@ def create_batch(engine: Engine, batch: dict[str, Any], rows: Iterable[tuple[dic
                  max_open: int | None = None) -> tuple[str, int]:
     """Write the batch and its items in one transaction. ``rows`` yields (variables, error) pairs: a
     row with an error (e.g. a CSV cell that is not a number) is stored as a failed item at once.
-    Raises :class:`BatchTooLarge` past ``max_items`` (nothing is written) and ValueError when empty."""
+    Raises :class:`BatchTooLarge` past ``max_items`` (nothing is written) and :class:`EmptyBatch` when there is no row."""
     uid = new_uid("batch")
     stamp = now()
     with engine.begin() as conn:
@@ -92,7 +96,7 @@ def create_batch(engine: Engine, batch: dict[str, Any], rows: Iterable[tuple[dic
             if chunk:
                 conn.execute(insert(items), chunk)
         if total == 0:
-            raise ValueError("empty batch")
+            raise EmptyBatch()
         conn.execute(update(batches).where(batches.c.id == batch_id).values(total_items=total))
         close_if_done(conn, batch_id, recorder)
     return uid, total

@@ -303,3 +303,14 @@ async def test_a_jsonl_upload_with_an_unreadable_line_fails_that_item_only(fake_
     done = await results(fake_api, response.json()["batchId"])
     assert [r["status"] for r in done["results"]] == ["completed", "failed", "completed"]
     assert done["results"][1]["error"]["code"] == "invalid_value" and done["results"][1]["error"]["line"] == 2
+
+
+async def test_a_failing_page_of_a_multi_page_pdf_stops_the_others(fake_api: FakeApi):
+    """20 pages each running to the time limit kept running after the first failed (asyncio.gather), and
+    another tenant's /image waited 19 s. Pages run a few at a time and the first failure cancels the rest."""
+    fake_api.renderer.delay_s = 0.05
+    pages = [{"html": "<p data-fake-error='render_timeout'>0</p>"}] + [{"html": f"<p>{i}</p>"} for i in range(1, 20)]
+    response = await fake_api.client.post("/pdf/multi-page", json={"pages": pages}, headers=fake_api.auth())
+    assert_problem(response, 422, "render_timeout")
+    assert fake_api.renderer.peak_in_flight <= fake_api.renderer.concurrency
+    assert len(fake_api.renderer.calls) <= 2 * fake_api.renderer.concurrency  # not 20

@@ -182,12 +182,31 @@ async def render_pdf(body: PdfRenderIn, request: Request, key: ApiKey = Depends(
     return await respond(request, key, result, started)
 
 
+async def render_pages(request: Request, key: ApiKey, body: MultiPageIn) -> list[RenderResult]:
+    """The pages, a few at a time (as many as the renderer has pages: one request cannot fill the
+    template processes and the browser with 500 pages while other tenants wait), and the first page
+    that fails cancels the others: its problem is the answer, the rest is wasted work."""
+    slots = asyncio.Semaphore(max(1, service_of(request).renderer.concurrency))
+
+    async def one(index: int, page: Any) -> RenderResult:
+        async with slots:
+            return await pdf_page(request, key, page, body, f"pages[{index}]")
+
+    tasks = [asyncio.create_task(one(index, page)) for index, page in enumerate(body.pages)]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 @router.post("/pdf/multi-page")
 @emits_failures
 async def render_multi_page(body: MultiPageIn, request: Request, key: ApiKey = Depends(authenticate)) -> Any:
     started = time.perf_counter()
-    parts = await asyncio.gather(*(pdf_page(request, key, page, body, f"pages[{i}]")
-                                   for i, page in enumerate(body.pages)))
+    parts = await render_pages(request, key, body)
     data, pages = await asyncio.to_thread(merge_pdfs_bytes, [p.data for p in parts])
     first = parts[0]
     merged = RenderResult(data, OutputFormat.PDF, first.width_px, first.height_px, pages,

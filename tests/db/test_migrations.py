@@ -106,3 +106,19 @@ def test_foreign_keys_are_enforced(db):
         conn.execute(api_keys.insert().values(workspace_id=12345, name="x", prefix="pr_x", key_hash="0" * 64,
                                               plan="default", created_at=repo.now()))
     assert repo.count_keys(db) == 0
+
+
+def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path):
+    """It holds webhook secrets and API key hashes; it was created 0644."""
+    import os
+    import stat
+
+    path = tmp_path / "data" / "pressrun.db"
+    old_umask = os.umask(0o022)
+    try:
+        engine = connect(f"sqlite:///{path}")
+        migrate(engine)
+        engine.dispose()
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -9,6 +9,7 @@ writer. PostgreSQL needs none of that.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic import command
@@ -34,7 +35,7 @@ def connect(url: str) -> Engine:
         ) from exc
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            create_private(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=8)
         _sqlite_pragmas(engine)
         return engine
@@ -44,6 +45,16 @@ def connect(url: str) -> Engine:
         f"PRESSRUN_DATABASE_URL={url!r}: {parsed.get_backend_name()} is not supported; use SQLite or PostgreSQL",
         setting="PRESSRUN_DATABASE_URL",
     )
+
+
+def create_private(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (it holds webhook secrets and key hashes);
+    SQLite's WAL and shared-memory files take the database file's permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return  # an existing database keeps the permissions its owner gave it
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

@@ -116,7 +116,14 @@ class ApiSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address `pressrun serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `pressrun serve` listens on.")
     public_url: str | None = Field(
-        None, description="Base URL clients reach the server at, for file links (default: the request's own)."
+        None, description="Base URL clients reach the server at, for file links (default: the request's own, "
+                          "if its host is in api.allowed_hosts)."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description="Without public_url: the Host names a request's links may be built on (besides api.host); "
+                    "other names get links on api.host:api.port, so a forged Host cannot point them elsewhere. "
+                    "'*' trusts any.",
     )
     retention_s: int = Field(
         7 * 24 * 3600, ge=60, description="How long outputs are kept; signed file URLs expire with them."

@@ -56,7 +56,8 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     settings = Settings(
         data_dir=data_dir,
         render=RenderSettings(concurrency=2, timeout_s=15),
-        api={"plans": {"default": PlanSettings(rate_limit="100000/minute"), "tiny": TINY}},  # type: ignore[arg-type]
+        api={"plans": {"default": PlanSettings(rate_limit="100000/minute"), "tiny": TINY},  # type: ignore[arg-type]
+             "allowed_hosts": ["pressrun.test"]},  # the test client's host: links are built on it
         # Webhook receivers in tests live on loopback; retries are fast so tests see several attempts.
         webhooks={"allow_private_networks": True, "retry_min_s": 0.2, "retry_max_s": 1.0, "timeout_s": 3.0,
                   "max_attempts": 4, "disable_after_failures": 2},  # type: ignore[arg-type]
@@ -98,7 +99,8 @@ async def fake_api(tmp_path: Path) -> AsyncIterator[FakeApi]:
     settings = Settings(
         data_dir=tmp_path / "data",
         render=RenderSettings(concurrency=2),
-        api={"plans": {"default": PlanSettings(rate_limit="100000/minute"), "tiny": TINY}},  # type: ignore[arg-type]
+        api={"plans": {"default": PlanSettings(rate_limit="100000/minute"), "tiny": TINY},  # type: ignore[arg-type]
+             "allowed_hosts": ["pressrun.test"]},  # the test client's host: links are built on it
         webhooks={"allow_private_networks": True, "retry_min_s": 0.01, "retry_max_s": 0.01},  # type: ignore[arg-type]
     )
     renderer, storage = FakeRenderer(settings.render), MemoryStorage()

@@ -314,3 +314,16 @@ async def test_a_failing_page_of_a_multi_page_pdf_stops_the_others(fake_api: Fak
     assert_problem(response, 422, "render_timeout")
     assert fake_api.renderer.peak_in_flight <= fake_api.renderer.concurrency
     assert len(fake_api.renderer.calls) <= 2 * fake_api.renderer.concurrency  # not 20
+
+
+async def test_a_forged_host_header_cannot_point_signed_links_elsewhere(fake_api: FakeApi):
+    template = await create_template(fake_api)
+    links = {}
+    for host in ("evil.example", "127.0.0.1:9999", "pressrun.test"):
+        response = await fake_api.client.post(f"/templates/{template['uid']}/render", json={"variables": {"title": "x"}},
+                                              headers={**fake_api.auth(), "Host": host})
+        assert response.status_code == 200, response.text
+        links[host] = response.json()["url"]
+    assert links["evil.example"].startswith("http://127.0.0.1:8000/files/")  # the server's own address
+    assert links["127.0.0.1:9999"].startswith("http://127.0.0.1:9999/files/")  # api.host: as the client used it
+    assert links["pressrun.test"].startswith("http://pressrun.test/files/")  # in api.allowed_hosts

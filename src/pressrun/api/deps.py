@@ -20,8 +20,17 @@ def service_of(request: Request) -> Service:
 
 
 def base_url(request: Request) -> str:
-    configured = service_of(request).settings.api.public_url
-    return (configured or str(request.base_url)).rstrip("/")
+    """The base of links in a response: api.public_url, else the URL this client used if its host is
+    one the server may be called by (api.allowed_hosts, api.host), else the server's own address. A
+    forged Host header must not make signed links point at someone else's server."""
+    service = service_of(request)
+    api = service.settings.api
+    if api.public_url:
+        return api.public_url.rstrip("/")
+    host = (request.url.hostname or "").lower().strip("[]")
+    if "*" in api.allowed_hosts or host in {h.lower().strip("[]") for h in (*api.allowed_hosts, api.host)}:
+        return str(request.base_url).rstrip("/")
+    return service.base_url
 
 
 def file_url(request: Request, key: str, made_at: datetime | None) -> str:

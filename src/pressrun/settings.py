@@ -129,7 +129,11 @@ class ApiSettings(BaseModel):
         7 * 24 * 3600, ge=60, description="How long outputs are kept; signed file URLs expire with them."
     )
     sweep_interval_s: float = Field(600.0, gt=0, description="How often expired outputs are deleted.")
-    max_body_mb: int = Field(100, ge=1, description="Largest request body (JSON or upload) in MiB.")
+    max_body_mb: int = Field(100, ge=1, description="Largest request body (an upload) in MiB.")
+    max_json_mb: int = Field(
+        32, ge=1, description="Largest JSON request body in MiB (parsed whole in memory; 50,000 variable sets "
+                              "are about 7 MiB). Uploads (CSV, XLSX, JSONL) have api.max_body_mb."
+    )
     idempotency_ttl_s: int = Field(24 * 3600, ge=60, description="How long an Idempotency-Key is remembered.")
     plans: dict[str, PlanSettings] = Field(
         default_factory=default_plans,

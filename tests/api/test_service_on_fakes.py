@@ -327,3 +327,46 @@ async def test_a_forged_host_header_cannot_point_signed_links_elsewhere(fake_api
     assert links["evil.example"].startswith("http://127.0.0.1:8000/files/")  # the server's own address
     assert links["127.0.0.1:9999"].startswith("http://127.0.0.1:9999/files/")  # api.host: as the client used it
     assert links["pressrun.test"].startswith("http://pressrun.test/files/")  # in api.allowed_hosts
+
+
+async def test_a_body_is_not_read_before_its_key_is_checked(fake_api: FakeApi):
+    """An 89 MB JSON body without a key took the server to 2.4 GB before the 401."""
+    pulled = []
+
+    async def body():
+        for _ in range(1000):  # 64 MiB if anyone read it all
+            pulled.append(1)
+            yield b"[" * 65536
+
+    for headers in ({}, {"Authorization": "Bearer pr_not-a-key"}):
+        response = await fake_api.client.post("/templates", content=body(),
+                                               headers={**headers, "Content-Type": "application/json"})
+        assert_problem(response, 401, "unauthorized")
+    assert len(pulled) <= 2  # what the transport hands over before the app asks: not the body
+
+
+async def test_a_request_checked_before_its_body_counts_once_against_the_rate_limit(fake_api: FakeApi):
+    for remaining in ("4", "3"):
+        response = await fake_api.client.post("/templates", json={"name": "t", "html": "<p>x</p>"},
+                                               headers=fake_api.auth(fake_api.key_tiny))
+        assert response.status_code == 201, response.text
+        assert response.headers["X-RateLimit-Remaining"] == remaining
+
+
+async def test_json_bodies_have_their_own_smaller_limit(fake_api: FakeApi, monkeypatch):
+    import httpx
+
+    from pressrun.api import create_app
+
+    monkeypatch.setattr(fake_api.service.settings.api, "max_json_mb", 1)
+    app = create_app(fake_api.service, manage_service=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pressrun.test") as client:
+        big = {"name": "t", "html": "x" * (2 * 2**20)}
+        response = await client.post("/templates", json=big, headers=fake_api.auth())
+        assert_problem(response, 413, "body_too_large")
+        # An upload of the same size is within api.max_body_mb.
+        template = await create_template(fake_api)
+        csv_body = "title\n" + "\n".join("y" * 100 for _ in range(21_000))
+        upload = await client.post(f"/templates/{template['uid']}/batch-render", content=csv_body.encode(),
+                                   headers={**fake_api.auth(), "Content-Type": "text/csv"})
+        assert upload.status_code == 202, upload.text[:300]

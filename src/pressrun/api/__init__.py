@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from pressrun import __version__
 from pressrun.api import problems
 from pressrun.api.auth import authenticate_first
-from pressrun.api.middleware import BodyLimit, Idempotency, RateHeaders
+from pressrun.api.middleware import AuthFirst, BodyLimit, Idempotency, RateHeaders
 from pressrun.api.routes import batches, renders, system, templates, webhooks
 from pressrun.service import Service
 
@@ -42,7 +42,11 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     app.include_router(renders.router)
     app.include_router(webhooks.router)
     app.include_router(system.router)
+    # Outermost last: the body limit, the rate headers on every answer, the key check before any body
+    # is read, Idempotency-Key replays (which buffer the body), then the routes.
     app.add_middleware(Idempotency, service_getter=lambda: app.state.service)
+    app.add_middleware(AuthFirst)
     app.add_middleware(RateHeaders)
-    app.add_middleware(BodyLimit, max_bytes=service.settings.api.max_body_mb * 2**20)
+    api = service.settings.api
+    app.add_middleware(BodyLimit, max_bytes=api.max_body_mb * 2**20, max_json_bytes=api.max_json_mb * 2**20)
     return app

@@ -15,6 +15,11 @@ from pressrun.db.repo import ApiKey
 
 
 async def authenticate(request: Request) -> ApiKey:
+    """The request's API key, checked and counted against its plan's rate limit once per request
+    (AuthFirst may have done it before the body was read; the route's dependency then reuses it)."""
+    checked = getattr(request.state, "api_key", None)
+    if checked is not None:
+        return checked
     service = request.app.state.service
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

@@ -370,3 +370,23 @@ async def test_json_bodies_have_their_own_smaller_limit(fake_api: FakeApi, monke
         upload = await client.post(f"/templates/{template['uid']}/batch-render", content=csv_body.encode(),
                                    headers={**fake_api.auth(), "Content-Type": "text/csv"})
         assert upload.status_code == 202, upload.text[:300]
+
+
+async def test_an_xlsx_zip_bomb_upload_is_a_422_before_it_is_parsed(fake_api: FakeApi):
+    from openpyxl import Workbook
+
+    plain = io.BytesIO()
+    book = Workbook()
+    book.active.append(["title"])
+    book.active.append(["x"])
+    book.save(plain)
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(plain.getvalue())) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out:
+        for member in source.infolist():
+            out.writestr(member, source.read(member))
+        out.writestr("xl/sharedStrings2.xml", b" " * (30 * 2**20))
+    template = await create_template(fake_api)
+    response = await fake_api.client.post(f"/templates/{template['uid']}/batch-render", headers=fake_api.auth(),
+                                          files={"file": ("rows.xlsx", bomb.getvalue())})
+    body = assert_problem(response, 422, "data_error")
+    assert "zip bomb" in body["detail"] and "the uploaded file" in body["detail"]

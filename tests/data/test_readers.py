@@ -532,3 +532,35 @@ def test_a_json_array_with_an_unreadable_element_is_a_data_error_naming_the_line
     path.write_text('[{"a": 1},\n {"a": ' + "9" * 5000 + "}]")
     with pytest.raises(DataError, match="more digits"):
         list(open_rows(path))
+
+
+def small_workbook(path):
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.append(["name"])
+    book.active.append(["Ada"])
+    book.save(path)
+    return path
+
+
+def test_an_xlsx_zip_bomb_is_refused_before_it_is_parsed(tmp_path):
+    """A 1.9 MB workbook with 1.5 GB of shared strings took 2.5 GB and 23 s to parse."""
+    import zipfile
+
+    bomb = tmp_path / "bomb.xlsx"
+    source_path = small_workbook(tmp_path / "ok.xlsx")
+    with zipfile.ZipFile(source_path) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
+        for member in source.infolist():
+            target.writestr(member, source.read(member))
+        target.writestr("xl/padding.xml", b"<x>" + b" " * (20 * 2**20) + b"</x>")  # 20 MiB from ~20 KiB
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(DataError, match="would expand .* times"):
+        list(open_rows(bomb))
+    assert [row.values for row in open_rows(tmp_path / "ok.xlsx")] == [{"name": "Ada"}]
+
+
+def test_an_xlsx_past_the_uncompressed_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "MAX_XLSX_UNCOMPRESSED", 1000)
+    with pytest.raises(DataError, match="uncompressed, more than 1,000"):
+        list(open_rows(small_workbook(tmp_path / "ok.xlsx")))

@@ -374,12 +374,39 @@ def unreadable_json(exc: ValueError | RecursionError) -> str:
 # --- XLSX --------------------------------------------------------------------------------------------
 
 
+# An .xlsx is a ZIP of XML. Before openpyxl opens one, its members' declared sizes are checked: a
+# 1.9 MB workbook holding 1.5 GB of shared strings took 2.5 GB to parse (a zip bomb).
+MAX_XLSX_UNCOMPRESSED = 512 * 2**20  # all members together, uncompressed
+MAX_XLSX_RATIO = 200  # a member larger than 1 MiB may expand at most this much (XML: usually 5-30x)
+
+
+def check_xlsx_sizes(path: Path, label: str) -> None:
+    """Refuse a workbook whose members would expand past the limits, from the ZIP's own directory
+    (the sizes it declares; zipfile stops reading a member past its declared size)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except zipfile.BadZipFile:
+        return  # openpyxl says what is wrong with it
+    total = 0
+    for member in members:
+        total += member.file_size
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > 2**20 and ratio > MAX_XLSX_RATIO:
+            raise DataError(f"{label}: {member.filename} would expand {ratio:.0f} times, to {member.file_size:,} bytes; "
+                            f"a workbook member may expand at most {MAX_XLSX_RATIO} times (a zip bomb?)", file=label)
+    if total > MAX_XLSX_UNCOMPRESSED:
+        raise DataError(f"{label} holds {total:,} bytes of XML uncompressed, more than {MAX_XLSX_UNCOMPRESSED:,}; "
+                        "split it, or save it as CSV", file=label)
+
+
 def _xlsx_rows(source: RowSource) -> Iterator[Row]:
     import openpyxl  # imported here: it is slow to import and only XLSX needs it
     from openpyxl.utils.exceptions import InvalidFileException
 
     label = source._label
     invalid = f"{label} is not a valid .xlsx workbook"
+    check_xlsx_sizes(source.path, label)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # style/extension warnings say nothing about the data

@@ -160,7 +160,9 @@ async def batch_render(uid: str, request: Request, key: ApiKey = Depends(authent
             upload, fmt, raw_options = await read_upload(request, content_type)
             options = parse_options(raw_options)
             try:
-                open_rows(upload, format=fmt)  # header and first row: an empty or unreadable file is a 422 now
+                # Header and first row: an empty or unreadable file is a 422 now. In a worker thread: the file is
+                # the client's, and its first row may be costly to reach (an XLSX is unzipped and parsed).
+                await run_in_threadpool(open_rows, upload, format=fmt)
             except DataError as exc:
                 raise ApiProblem(422, exc.message.replace(upload.name, "the uploaded file"), code="data_error",
                                  **{k: v for k, v in exc.details.items() if k in ("line", "column")}) from exc

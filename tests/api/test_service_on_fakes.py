@@ -390,3 +390,32 @@ async def test_an_xlsx_zip_bomb_upload_is_a_422_before_it_is_parsed(fake_api: Fa
                                           files={"file": ("rows.xlsx", bomb.getvalue())})
     body = assert_problem(response, 422, "data_error")
     assert "zip bomb" in body["detail"] and "the uploaded file" in body["detail"]
+
+
+async def test_items_a_crash_left_rendering_are_rendered_after_a_restart_within_seconds(fake_api: FakeApi):
+    """kill -9 mid-batch leaves items 'rendering'; the next start queues them again (the real-process
+    test of this waits on a live server; this one needs no browser and no timeout to pass)."""
+    import asyncio
+    import time
+
+    from pressrun.rendering.fake import FakeRenderer
+    from pressrun.service import Service
+
+    template = await create_template(fake_api)
+    accepted = await accept(fake_api, template["uid"], {"variableSets": [{"title": str(i)} for i in range(6)]})
+    db = fake_api.service.db
+    batch = repo.get_batch(db, None, accepted["batchId"])
+    assert len(repo.claim_items(db, batch.id, 4)) == 4  # claimed, then the process died
+
+    restarted = Service(fake_api.service.settings, db=db, storage=fake_api.storage, renderer=FakeRenderer())
+    await restarted.start(deliver=False)  # its dispatcher runs, as after a real start
+    try:
+        deadline = time.monotonic() + 10
+        while (await results(fake_api, accepted["batchId"]))["status"] != "completed":
+            assert time.monotonic() < deadline, "items left rendering were not rendered after the restart"
+            await asyncio.sleep(0.05)
+    finally:
+        await restarted.stop()
+    done = await results(fake_api, accepted["batchId"])
+    assert done["completedCount"] == 6
+    assert len(restarted.renderer.calls) == 6  # each item rendered once, by the restarted service

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -203,3 +204,14 @@ def test_a_closed_engine_starts_no_more_children():
     with pytest.raises(PressrunError, match="closed"):
         template.render({"name": "b"})
     assert engine.pool.pids() == []
+
+
+def test_a_template_process_cannot_raise_its_own_memory_cap():
+    """The hard RLIMIT_AS was left unlimited: code that escaped the sandbox could lift the soft cap."""
+    with IsolatedEngine(EngineConfig(), processes=1, memory_mb=300) as engine:
+        engine.compile("{{ 1 }}").render({})
+        [pid] = engine.pool.pids()
+        limits = Path(f"/proc/{pid}/limits").read_text()
+    [line] = [line for line in limits.splitlines() if line.startswith("Max address space")]
+    soft, hard = line.split()[3:5]
+    assert soft == hard == str(300 * 2**20)

@@ -409,7 +409,7 @@ def out_of_memory(memory_mb: int) -> dict[str, Any]:
 
 
 def limit_memory(memory_mb: int) -> None:
-    """Cap this process's address space; a template that needs more gets MemoryError."""
+    """Cap this process's address space, soft and hard; a template that needs more gets MemoryError."""
     try:
         import resource
     except ImportError:  # not on this platform
@@ -418,8 +418,9 @@ def limit_memory(memory_mb: int) -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
+    # The hard limit too: code that escaped the sandbox could otherwise raise the soft one again.
     with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 

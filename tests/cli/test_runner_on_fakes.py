@@ -72,7 +72,8 @@ async def test_chromium_gone_stops_the_run_instead_of_failing_every_row(template
     renderer.render = lost_after_three  # type: ignore[method-assign]
     with pytest.raises(BrowserUnavailableError):
         await run(template, data, tmp_path / "out", renderer)
-    assert len(renderer.calls) <= 3 + renderer.concurrency  # the run stopped: no row after those in flight
+    # The run stopped: no row started after those already in flight (the runner has 2 workers a page).
+    assert len(renderer.calls) <= 3 + 2 * renderer.concurrency < 20
     assert not (tmp_path / "out" / ERRORS_FILE).exists()  # no row is blamed for it
 
 

@@ -265,6 +265,7 @@ class Dispatcher:
             key = output_key(batch.uid, item.idx, pipeline.options.format)
             await asyncio.to_thread(store_output, self.storage, key, outcome.result.data)
             self._stored += 1
+            self._refusals.pop(item.id, None)
             return completed_outcome(key, outcome)
         except Exception as exc:
             if isinstance(exc, OutputError) and self._refused_for_itself(item):

@@ -1,10 +1,11 @@
-"""Small pieces shared by pressrun's background loops (dispatcher, webhook sender, service)."""
+"""Small pieces shared by pressrun's concurrent work (dispatcher, webhook sender, service, runner, routes)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Iterable
+from typing import Any
 
 
 async def nap(wake: asyncio.Event, seconds: float) -> None:
@@ -24,3 +25,13 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[object]]) -> None:
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def gather_or_cancel(tasks: list[asyncio.Task[Any]]) -> list[Any]:
+    """Every task's result, in order; when one fails (or the caller is cancelled), the others are
+    cancelled and waited for before the error is raised: none of them goes on working unseen."""
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        await cancel_and_wait(tasks)
+        raise

@@ -106,6 +106,7 @@ def batch_fields(options: RenderOptions) -> dict[str, Any]:
 def stored_batch_options(batch: Any, template_pdf: PdfOptions) -> RenderOptions:
     """The options a batch's items render with, as accepted. Batches accepted before the PDF page was
     stored with the batch (``pdf`` is NULL) use their template version's page, as they did then."""
-    pdf = PdfOptions.from_dict(batch.pdf) if batch.pdf is not None else template_pdf
-    return RenderOptions(format=OutputFormat.parse(batch.format), width_px=batch.width, height_px=batch.height,
-                         scale=batch.scale, quality=batch.quality, pdf=pdf)
+    defaults = TemplateDefaults.of_stored(batch)  # a batch stores the output columns a template version has
+    if batch.pdf is None:
+        defaults = dataclasses.replace(defaults, pdf=template_pdf)
+    return resolve_options(defaults, Overrides())

@@ -76,12 +76,6 @@ def disposition(exc: BaseException) -> Disposition:
     return Disposition.STOP if isinstance(exc, STOPPING_ERRORS) else Disposition.FAIL_ROW
 
 
-class InternalError(PressrunError):
-    """An unexpected exception on one row, as it is recorded: its type, never its text or traceback."""
-
-    code = "internal_error"
-
-
 @dataclass(frozen=True)
 class Rendered:
     result: RenderResult
@@ -132,7 +126,7 @@ class ItemPipeline:
             row = typed or await self.type_row(values)
             return Rendered(await self.render(row), row.file_name)
         except Exception as exc:
-            return self.failed(exc)
+            return failure(exc)
 
     async def type_row(self, values: Mapping[str, Any]) -> TypedRow:
         """Steps 1-2. Raises the row's error."""
@@ -163,10 +157,6 @@ class ItemPipeline:
             result = replace(result, pages=await asyncio.to_thread(page_count, result.data))
         return result
 
-    def failed(self, exc: Exception) -> Failed:
-        return failure(exc)
-
-
 def failure(exc: Exception) -> Failed:
     """The error policy: ``exc`` as a failed row, or raised again when the run cannot go on."""
     if disposition(exc) is Disposition.STOP:
@@ -174,4 +164,5 @@ def failure(exc: Exception) -> Failed:
     if isinstance(exc, PressrunError):
         return Failed(exc)
     log.error("unexpected error rendering a row", exc_info=exc)
-    return Failed(InternalError(error_body(exc)["message"]))
+    # Recorded as internal_error (the base class's code) with the exception's type, never its text.
+    return Failed(PressrunError(error_body(exc)["message"]))

@@ -23,12 +23,13 @@ from typing import IO
 
 from playwright.async_api import Playwright
 
+from pressrun.background import gather_or_cancel
 from pressrun.data import Row, RowSource
 from pressrun.errors import OutputError
 from pressrun.jobs.archive import ArchiveEntry, stream_zip
 from pressrun.models import ItemStatus, RenderOptions
 from pressrun.naming import OutputNamer
-from pressrun.pipeline import Failed, ItemPipeline, Rendered, TypedRow
+from pressrun.pipeline import Failed, ItemPipeline, Rendered, TypedRow, failure
 from pressrun.rendering import ChromiumRenderer, Renderer
 from pressrun.settings import Settings
 from pressrun.templating.bundle import TemplateBundle
@@ -130,13 +131,13 @@ async def render_all(spec: RunSpec, pipeline: ItemPipeline, total: int, concurre
     started = time.perf_counter()
     errors_file: IO[str] | None = None
 
-    def record_failure(row: Row, failure: Failed) -> None:
+    def record_failure(row: Row, failed: Failed) -> None:
         nonlocal errors_file
         with output_errors(errors_path):
             if errors_file is None:
                 errors_file = errors_path.open("a", encoding="utf-8")
                 report.errors_path = errors_path
-            entry = {"row": row.number, **failure.body()}
+            entry = {"row": row.number, **failed.body()}
             if row.line is not None:  # where to look in the data file
                 entry.setdefault("line", row.line)
                 entry.setdefault("file", spec.rows.path.name)
@@ -152,22 +153,22 @@ async def render_all(spec: RunSpec, pipeline: ItemPipeline, total: int, concurre
     async def produce() -> None:
         # In row order: file names are assigned here, so they do not depend on which row renders first.
         for row in spec.rows:
-            typed, name, failure = None, None, None
+            typed, name, failed = None, None, None
             try:
                 if row.error is not None:
                     raise row.error
                 typed = await pipeline.type_row(row.values)
                 name = namer.assign(typed.file_name, row.number)
             except Exception as exc:
-                failure = pipeline.failed(exc)
-            await queue.put((row, typed, name, failure))
+                failed = failure(exc)
+            await queue.put((row, typed, name, failed))
         for _ in range(workers):
             await queue.put(None)
 
     async def work() -> None:
         while (item := await queue.get()) is not None:
-            row, typed, name, failure = item
-            outcome = failure or await pipeline.run(row.values, typed=typed)
+            row, typed, name, failed = item
+            outcome = failed or await pipeline.run(row.values, typed=typed)
             if isinstance(outcome, Rendered):
                 assert name is not None
                 await asyncio.to_thread(write_output, spec.out_dir / name, outcome.result.data)
@@ -181,15 +182,9 @@ async def render_all(spec: RunSpec, pipeline: ItemPipeline, total: int, concurre
     workers = concurrency * 2
     try:
         tasks = [asyncio.create_task(produce()), *(asyncio.create_task(work()) for _ in range(workers))]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            # The run cannot go on (a full disk; Chromium cannot be restarted): stop every
-            # worker before the browser closes under them, so none reports it as its own failure.
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        # When the run cannot go on (a full disk; Chromium cannot be restarted), every worker stops
+        # before the browser closes under them, so none reports it as its own failure.
+        await gather_or_cancel(tasks)
     finally:
         if errors_file is not None:
             with contextlib.suppress(OSError):  # a full disk: the error being raised says so

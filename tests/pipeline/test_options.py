@@ -72,10 +72,10 @@ def test_locale_is_the_override_else_the_template():
 
 def test_a_batch_renders_with_exactly_the_options_it_stored():
     options = resolve_options(A4_TEMPLATE, Overrides(width_px=300))
-    stored = SimpleNamespace(**batch_fields(options))
+    stored = SimpleNamespace(**batch_fields(options), locale="de_DE")  # a batch row also has its locale
     assert stored_batch_options(stored, template_pdf=PdfOptions("a3")) == options
     # A batch accepted before its page was stored uses its template version's page.
-    legacy = SimpleNamespace(**{**batch_fields(options), "pdf": None})
+    legacy = SimpleNamespace(**{**batch_fields(options), "pdf": None, "locale": None})
     assert stored_batch_options(legacy, template_pdf=PdfOptions("a3")).pdf == PdfOptions("a3")
 
 

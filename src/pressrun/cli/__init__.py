@@ -313,7 +313,7 @@ async def render_one(settings: Settings, template: PreparedTemplate, row: dict[s
                      driver: Awaitable[Playwright]) -> RenderResult:
     """One row through the item pipeline. The row is typed and evaluated before Chromium starts: a
     bad value or a missing variable (exit 1) costs no browser. A failure is raised (RowError: exit 1)."""
-    from pressrun.pipeline import ItemPipeline
+    from pressrun.pipeline import ItemPipeline, failure
     from pressrun.rendering import ChromiumRenderer
 
     renderer = ChromiumRenderer(settings.render, concurrency=1, driver=driver)
@@ -323,7 +323,7 @@ async def render_one(settings: Settings, template: PreparedTemplate, row: dict[s
         async with renderer:
             return await pipeline.capture(document)
     except Exception as exc:
-        failed = pipeline.failed(exc)  # the policy: what stops is raised as it is
+        failed = failure(exc)  # the policy: what stops is raised as it is
         if failed.error is exc:
             raise
         raise failed.error from exc  # a bug, as internal_error

@@ -21,6 +21,7 @@ from pressrun.api.auth import authenticate
 from pressrun.api.deps import compile_source, file_url, service_of, template_or_404
 from pressrun.api.problems import ApiProblem
 from pressrun.api.schemas import ImageIn, MultiPageIn, PdfLayoutIn, PdfRenderIn, TemplateRenderIn
+from pressrun.background import gather_or_cancel
 from pressrun.db import repo
 from pressrun.db.repo import ApiKey
 from pressrun.errors import RowError
@@ -192,14 +193,7 @@ async def render_pages(request: Request, key: ApiKey, body: MultiPageIn) -> list
         async with slots:
             return await pdf_page(request, key, page, body, f"pages[{index}]")
 
-    tasks = [asyncio.create_task(one(index, page)) for index, page in enumerate(body.pages)]
-    try:
-        return await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+    return await gather_or_cancel([asyncio.create_task(one(index, page)) for index, page in enumerate(body.pages)])
 
 
 @router.post("/pdf/multi-page")

@@ -122,7 +122,8 @@ class Idempotency:
             return
         token = auth[7:].strip()
         service = self.service_getter()
-        if await run_in_threadpool(repo.find_key, service.db, token) is None:
+        checked = scope.get("state", {}).get("api_key")  # AuthFirst checked it when the request has a body
+        if checked is None and await run_in_threadpool(repo.find_key, service.db, token) is None:
             # No valid key: nothing to remember; the route answers 401 without the body being buffered here.
             await self.app(scope, receive, send)
             return
